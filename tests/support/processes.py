@@ -1,0 +1,74 @@
+"""Start the project's own roles as real processes against the test database."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from django.db import connection
+
+from tests.support.services import free_port, wait_for_port
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database this test run uses (pytest-django's test database)."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db["USER"] or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
+    return f"mysql://{user}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
+
+
+def role_env(**overrides: str) -> dict[str, str]:
+    """Environment for a role process: the test database, plus the given overrides."""
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "videomp3.settings", "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+@contextlib.contextmanager
+def web_server(log_path: Path, **env_overrides: str):
+    """The web role under gunicorn, as production runs it; yields its base URL."""
+    port = free_port()
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "videomp3.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "--threads", "4", "--timeout", "120"],
+            cwd=PROJECT_DIR,
+            env=role_env(**env_overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        if not wait_for_port(port, 30):
+            raise RuntimeError(f"gunicorn did not listen within 30 s; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> int:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,38 @@
+"""Every API error body carries a `detail` sentence a user can act on."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _first_message(errors) -> str:
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            return message if field in ("non_field_errors", "detail") else f"{field}: {message}"
+    if isinstance(errors, list | tuple) and errors:
+        return _first_message(errors[0])
+    return str(errors)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": _first_message(exc.detail), "errors": exc.detail}
+    elif isinstance(exc, exceptions.NotAuthenticated):
+        response.data = {"detail": "Sign in first: send 'Authorization: Bearer <access token>' (get one from POST /api/auth/token/)."}
+    elif isinstance(exc, exceptions.Throttled) and exc.wait:
+        response["Retry-After"] = str(int(exc.wait) + 1)
+    return response
+
+
+def error(status_code: int, detail: str, **extra) -> Response:
+    return Response({"detail": detail, **extra}, status=status_code)
+
+
+HTTP_429 = status.HTTP_429_TOO_MANY_REQUESTS
