@@ -1,0 +1,439 @@
+"""The only place in the project that runs ffmpeg or ffprobe.
+
+Two jobs: ``probe`` (what is in an uploaded file, and may we convert it?) and
+``convert_to_mp3``. Uploaded files are untrusted, so every ffmpeg/ffprobe run here
+opens the input as ``file:<absolute path>`` with two whitelists:
+
+* ``-protocol_whitelist file``: the input may only be read through the file protocol,
+  never http, tcp, concat, subfile, ...
+* ``-format_whitelist <ALLOWED_DEMUXERS>``: only ordinary single-file containers.
+  Playlist-like demuxers (hls, concat, dash, image2 sequences, ...) would open *other*
+  local files through the file protocol; the whitelist makes ffmpeg refuse them right
+  after detecting the format and before the demuxer reads anything else.
+
+User-facing failures are ``MediaError`` with a sentence the user can act on; an
+operational failure (ffmpeg missing, unreadable path) is left as the ordinary OSError.
+"""
+
+import functools
+import json
+import math
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+# Demuxer names as ffmpeg registers them (`ffmpeg -demuxers`). ffmpeg compares its
+# format_whitelist alias by alias, so "mov,mp4,m4a,3gp,3g2,mj2" may be listed whole.
+# m4a/3gp come through mov, webm through matroska, standalone opus through ogg.
+ALLOWED_DEMUXERS: tuple[str, ...] = (
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",  # MPEG program stream (.mpg, .vob)
+    "asf",  # wmv / wma
+    "ogg",
+    "wav",
+    "w64",
+    "mp3",
+    "flac",
+    "aac",
+    "aiff",
+    "caf",
+    "amr",
+    "wv",
+)
+_FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
+_ALLOWED_ALIASES = frozenset(_FORMAT_WHITELIST.split(","))
+
+PROBE_TIMEOUT = 60.0  # seconds; probing a local file takes well under a second
+CANCEL_CHECK_INTERVAL = 0.5  # seconds between should_cancel() calls
+TERMINATE_GRACE = 5.0  # seconds ffmpeg gets to exit after SIGTERM before SIGKILL
+_STDERR_TAIL = 20  # stderr lines kept for the error message
+_LINE_LIMIT = 4096  # pipes are read in pieces of at most this many bytes, so the kept stderr tail stays small
+# ffmpeg's probe score for "only the file extension matched" (AVPROBE_SCORE_EXTENSION).
+_EXTENSION_ONLY_SCORE = 50
+# ffmpeg's text-art demuxers: they claim plain text (tty) and arbitrary bytes named .bin etc.
+_TEXT_ART_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+
+NOT_MEDIA = (
+    "This file is not a video or audio file we can read; it may be damaged. Please upload a video or audio file."
+)
+NO_AUDIO = "This video has no audio track, so there is nothing to convert to MP3."
+PLAYLIST_NOT_ALLOWED = (
+    "Playlists and scripts that point to other files (such as .m3u8 or ffconcat) can't be converted. "
+    "Please upload the video file itself."
+)
+TOO_SLOW_TO_READ = "This file could not be read in time; it may be damaged. Try re-exporting the video."
+
+
+class MediaError(Exception):
+    """The input cannot be converted; str(exc) is a sentence a user can act on, never a traceback."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # "not_media", "no_audio", "container_not_allowed", "decode_failed"
+
+    def __reduce__(self):  # keep code and message when pickled (e.g. across processes)
+        return (type(self), (self.code, str(self)))
+
+
+class FfmpegCancelled(Exception):
+    """convert_to_mp3 stopped because should_cancel() returned True."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    container: str  # demuxer name as probed, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    duration: float | None  # seconds
+    audio_codecs: list[str]
+    video_codecs: list[str]  # without cover art (attached pictures)
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio_codecs)
+
+
+# ---------------------------------------------------------------------------
+# Binaries
+
+
+@functools.cache
+def ffmpeg_path() -> str:
+    """The system ffmpeg if there is one, else the static build shipped by imageio-ffmpeg."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg  # only needed on hosts without ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.cache
+def ffprobe_path() -> str | None:
+    """ffprobe from PATH, but only next to a PATH ffmpeg: mixing builds could make probe and conversion disagree."""
+    if shutil.which("ffmpeg") != ffmpeg_path():
+        return None
+    return shutil.which("ffprobe")
+
+
+def _file_url(path: str | os.PathLike) -> str:
+    # An explicit file: URL so a name such as "http:x" or "subfile,,..." is never read as another protocol.
+    return "file:" + os.path.abspath(path)
+
+
+def _input_options() -> list[str]:
+    return ["-protocol_whitelist", "file", "-format_whitelist", _FORMAT_WHITELIST]
+
+
+# ---------------------------------------------------------------------------
+# Probing
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Describe a media file; raise MediaError when it is not something we can convert to MP3."""
+    with open(path, "rb") as fh:  # also raises the ordinary OSError for a missing or unreadable path
+        head = fh.read(64)
+    if not head:
+        raise MediaError("not_media", NOT_MEDIA)
+    if _is_playlist_or_script(head):
+        # ffmpeg would refuse these through format_whitelist too; saying so here gives the clearer sentence.
+        raise MediaError("container_not_allowed", PLAYLIST_NOT_ALLOWED)
+
+    info, unreadable_audio = _probe_with_ffprobe(path) if ffprobe_path() else _probe_with_ffmpeg(path)
+
+    # Belt and braces: the whitelist already stopped anything else from opening.
+    if not _ALLOWED_ALIASES.intersection(info.container.split(",")):
+        raise MediaError("container_not_allowed", _not_allowed_message(info.container))
+    if not info.has_audio:
+        # Noise named .flac or .aac is opened by extension and shows an "audio" stream with no sample rate.
+        raise MediaError("not_media", NOT_MEDIA) if unreadable_audio else MediaError("no_audio", NO_AUDIO)
+    return info
+
+
+def media_duration(path: str | os.PathLike) -> float | None:
+    return probe(path).duration
+
+
+def _is_playlist_or_script(head: bytes) -> bool:
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    return text.startswith((b"#EXTM3U", b"ffconcat"))
+
+
+def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(
+            command, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaError("not_media", TOO_SLOW_TO_READ) from None
+
+
+# The parsers return the MediaInfo, and whether there were audio streams too broken to count: ones
+# whose sample rate ffmpeg could not tell.
+
+
+def _probe_with_ffprobe(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
+    probe_exe = ffprobe_path()
+    assert probe_exe is not None
+    # fmt: off
+    command = [
+        probe_exe, "-v", "error", "-hide_banner", *_input_options(),
+        # Only what MediaInfo needs: keeps the output small whatever tags the file carries.
+        "-show_entries", "format=format_name,duration:stream=codec_type,codec_name,sample_rate:stream_disposition=attached_pic",
+        "-print_format", "json",
+        "-i", _file_url(path),
+    ]
+    # fmt: on
+    result = _run_probe(command)
+    if result.returncode != 0:
+        raise _probe_failure(path, result.stderr.decode(errors="replace"))
+    try:
+        data = json.loads(result.stdout.decode(errors="replace"))
+        container = data["format"]["format_name"]
+    except (ValueError, KeyError, TypeError):
+        raise MediaError("not_media", NOT_MEDIA) from None
+
+    audio, video, unreadable_audio = [], [], False
+    for stream in data.get("streams", []):
+        codec = stream.get("codec_name", "unknown")
+        if stream.get("codec_type") == "audio":
+            if _number(stream.get("sample_rate")):  # 0 or absent: unreadable
+                audio.append(codec)
+            else:
+                unreadable_audio = True
+        elif stream.get("codec_type") == "video" and not stream.get("disposition", {}).get("attached_pic"):
+            video.append(codec)
+    return MediaInfo(container, _number(data["format"].get("duration")), audio, video), unreadable_audio
+
+
+# The human-readable dump of `ffmpeg -i`, used when there is no ffprobe (imageio-ffmpeg ships none).
+_INPUT_RE = re.compile(r"^Input #0, (.+?), from '", re.MULTILINE)
+_DURATION_RE = re.compile(r"^\s+Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)", re.MULTILINE)
+_STREAM_RE = re.compile(r"^\s+Stream #0:\d+\S*: (Audio|Video): ([^\s,]+)(.*)$", re.MULTILINE)
+_SAMPLE_RATE_RE = re.compile(r", [1-9]\d* Hz\b")
+
+
+def _probe_with_ffmpeg(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
+    # Without an output file ffmpeg prints the input's description and exits with status 1, so
+    # success is "the Input #0 block is there", not the exit status.
+    result = _run_probe([ffmpeg_path(), "-nostdin", "-hide_banner", *_input_options(), "-i", _file_url(path)])
+    stderr = result.stderr.decode(errors="replace")
+    input_match = _INPUT_RE.search(stderr)
+    if not input_match:
+        raise _probe_failure(path, stderr)
+
+    dump = stderr[input_match.end() :]
+    duration = None
+    duration_match = _DURATION_RE.search(dump)
+    if duration_match and duration_match.group(1) is not None:
+        hours, minutes, seconds = duration_match.groups()
+        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+    audio, video, unreadable_audio = [], [], False
+    for kind, codec, rest in _STREAM_RE.findall(dump):
+        if kind == "Audio":
+            if _SAMPLE_RATE_RE.search(rest):
+                audio.append(codec)
+            else:
+                unreadable_audio = True
+        elif "(attached pic)" not in rest:
+            video.append(codec)
+    return MediaInfo(input_match.group(1), duration, audio, video), unreadable_audio
+
+
+def _number(value: object) -> float | None:
+    """A finite, non-negative number from ffprobe's JSON (which writes numbers as strings), else None."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+_DETECTED_RE = re.compile(r"Format (\S+) (?:probed with size=\d+ and score=|detected only with low score of )(\d+)")
+
+
+def _probe_failure(path: str | os.PathLike, stderr: str) -> MediaError:
+    if "not on whitelist" not in stderr:
+        return MediaError("not_media", NOT_MEDIA)
+    # ffmpeg recognised a format we refuse. Ask again at debug level, still with both whitelists so
+    # nothing more is opened, to learn which format and how sure ffmpeg was: the error line itself
+    # does not name it in every ffmpeg version.
+    result = _run_probe(
+        [ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "debug", *_input_options(), "-i", _file_url(path)]
+    )
+    detections = _DETECTED_RE.findall(result.stderr.decode(errors="replace"))
+    if not detections:  # picked from the file name alone, e.g. an image2 "%03d" pattern
+        return MediaError("container_not_allowed", _not_allowed_message(None))
+    name, score = detections[-1]
+    if int(score) <= _EXTENSION_ONLY_SCORE or name in _TEXT_ART_DEMUXERS:
+        # A guess from the extension alone, or text / noise taken for ANSI art: not media at all.
+        return MediaError("not_media", NOT_MEDIA)
+    return MediaError("container_not_allowed", _not_allowed_message(name))
+
+
+def _not_allowed_message(demuxer: str | None) -> str:
+    if demuxer in ("hls", "concat", "dash", "webm_dash_manifest"):
+        return PLAYLIST_NOT_ALLOWED
+    kind = f" ({demuxer.removesuffix('_pipe')})" if demuxer else ""
+    return (
+        f"This kind of file{kind} can't be converted. "
+        "Please upload a video or audio file such as MP4, MKV, WebM, MOV, AVI, MP3 or WAV."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Conversion
+
+
+def convert_to_mp3(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    *,
+    duration: float | None,
+    bitrate_kbps: int = 192,
+    on_progress: Callable[[int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> None:
+    """Write the source's audio to destination as MP3.
+
+    on_progress gets whole percentages (from `duration`, usually probe(source).duration), only
+    increasing, and 100 once the MP3 is complete. should_cancel is polled about every
+    CANCEL_CHECK_INTERVAL seconds, even while ffmpeg prints nothing. Callbacks run on the calling
+    thread. Raises FfmpegCancelled or MediaError("decode_failed"); either way no partial
+    destination is left behind.
+    """
+    if not 8 <= bitrate_kbps <= 320:
+        raise ValueError(f"MP3 bitrate must be 8-320 kbps, not {bitrate_kbps}")
+    source_url, destination_url = _file_url(source), _file_url(destination)
+    # fmt: off
+    command = [
+        ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        *_input_options(), "-i", source_url,
+        # No -map: ffmpeg's own choice is a single audio stream, preferring the track flagged default.
+        "-vn", "-sn", "-dn",
+        "-c:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k",
+        "-progress", "pipe:1", "-nostats",
+        "-f", "mp3", destination_url,
+    ]
+    # fmt: on
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+
+    # Reader threads drain both pipes so ffmpeg never blocks on a full pipe, and so this thread can
+    # poll should_cancel() on a timer however quiet ffmpeg is. Progress lines come back through a
+    # queue (None = stdout closed); of stderr only a bounded tail is kept.
+    progress_lines: queue.Queue[str | None] = queue.Queue()
+    stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, progress_lines.put, progress_lines.put), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, stderr_tail.append), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    finished = False
+    try:
+        reported = 0
+        last_check = float("-inf")  # so a job cancelled before we started stops at once
+        while True:
+            try:
+                line = progress_lines.get(timeout=0.1)
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break
+            if should_cancel is not None and time.monotonic() - last_check >= CANCEL_CHECK_INTERVAL:
+                last_check = time.monotonic()
+                if should_cancel():
+                    raise FfmpegCancelled()
+            percent = _progress_percent(line, duration)
+            if on_progress is not None and percent is not None and percent > reported:
+                reported = percent
+                on_progress(percent)
+
+        returncode = process.wait()
+        for reader in readers:
+            reader.join()
+        if returncode != 0:
+            raise MediaError("decode_failed", _decode_failed_message(stderr_tail, source_url, destination_url))
+        finished = True
+    finally:
+        if process.poll() is None:
+            _stop(process)
+        for reader in readers:
+            reader.join(timeout=TERMINATE_GRACE)
+        process.stdout.close()
+        process.stderr.close()
+        if not finished:
+            _remove(destination)
+    if on_progress is not None:
+        on_progress(100)
+
+
+def _pump(stream: IO[bytes], sink: Callable[[str], object], at_end: Callable[[None], object] | None = None) -> None:
+    for raw in iter(lambda: stream.readline(_LINE_LIMIT), b""):
+        sink(raw.decode(errors="replace").rstrip())
+    if at_end is not None:
+        at_end(None)
+
+
+def _progress_percent(line: str, duration: float | None) -> int | None:
+    # -progress prints blocks of key=value lines. out_time_us is the position in microseconds;
+    # out_time_ms carries microseconds as well (ffmpeg misnames it), so both are read the same way.
+    key, _, value = line.partition("=")
+    if key not in ("out_time_us", "out_time_ms") or not duration or duration <= 0:
+        return None
+    try:
+        microseconds = int(value)
+    except ValueError:  # "N/A" before the first frame
+        return None
+    # 100 is only reported once ffmpeg has exited successfully.
+    return max(0, min(99, int(microseconds / (duration * 1_000_000) * 100)))
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()  # lets ffmpeg exit cleanly
+    try:
+        process.wait(timeout=TERMINATE_GRACE)
+    except subprocess.TimeoutExpired:  # e.g. blocked in a read that SIGTERM does not interrupt
+        process.kill()
+        process.wait()
+
+
+def _remove(path: str | os.PathLike) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# Lines that say "it failed" without saying why.
+_NOISE_RE = re.compile(
+    r"Conversion failed|Last message repeated|Task finished with error code|Terminating thread with return code"
+    r"|Error opening output file|Error closing file|nothing was encoded|^\s*$"
+)
+_LOG_PREFIX_RE = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\]\s*)+")
+
+
+def _decode_failed_message(stderr_tail: deque[str], source_url: str, destination_url: str) -> str:
+    detail = ""
+    for line in reversed(stderr_tail):
+        if not _NOISE_RE.search(line):
+            # Server paths mean nothing to the user and should not be shown to them.
+            detail = _LOG_PREFIX_RE.sub("", line).replace(source_url, "input").replace(destination_url, "output")
+            detail = detail.strip().rstrip(".")[:200]
+            break
+    if not detail:
+        return "The audio in this file could not be decoded. Try re-exporting the video."
+    return f"The audio in this file could not be decoded (ffmpeg: {detail}). Try re-exporting the video."

@@ -1,0 +1,164 @@
+"""Test media made on the fly with ffmpeg's own sources (lavfi testsrc2 / sine): nothing binary is committed.
+
+Every helper caches its result in the given directory and writes atomically (temporary name, then
+rename), so parallel or interrupted runs never see half a file.
+"""
+
+import os
+import random
+import subprocess
+import uuid
+from pathlib import Path
+
+from conversion.ffmpeg import ffmpeg_path
+
+# Resolved once, at import: tests that hide ffmpeg from PATH must not change how media files are made.
+_FFMPEG = ffmpeg_path()
+_H264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+_VPX_FAST = ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "100k"]
+
+
+def _video(seconds: float) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={seconds}"]
+
+
+def _audio(seconds: float, frequency: int = 440) -> list[str]:
+    return ["-f", "lavfi", "-i", f"sine=frequency={frequency}:sample_rate=44100:duration={seconds}"]
+
+
+def _kinds(s: float) -> dict[str, tuple[str, list[str]]]:
+    """kind -> (file suffix, ffmpeg arguments before the output name)."""
+    av = _video(s) + _audio(s)
+    return {
+        # The mp4 muxer writes the index (moov) after the media data unless asked for faststart.
+        "mp4_h264_aac_moov_end": (".mp4", av + _H264 + ["-c:a", "aac", "-f", "mp4"]),
+        "mp4_faststart": (".mp4", av + _H264 + ["-c:a", "aac", "-movflags", "+faststart", "-f", "mp4"]),
+        "mkv_vp9_opus": (".mkv", av + ["-c:v", "libvpx-vp9", *_VPX_FAST, "-c:a", "libopus", "-f", "matroska"]),
+        "webm_vp8_vorbis": (".webm", av + ["-c:v", "libvpx", *_VPX_FAST, "-c:a", "libvorbis", "-f", "webm"]),
+        "avi_mpeg4_mp3": (".avi", av + ["-c:v", "mpeg4", "-c:a", "libmp3lame", "-f", "avi"]),
+        "mov_h264_aac": (".mov", av + _H264 + ["-c:a", "aac", "-f", "mov"]),
+        "ts_h264_aac": (".ts", av + _H264 + ["-c:a", "aac", "-f", "mpegts"]),
+        "wav_pcm": (".wav", _audio(s) + ["-c:a", "pcm_s16le", "-f", "wav"]),
+        "ogg_vorbis": (".ogg", _audio(s) + ["-c:a", "libvorbis", "-f", "ogg"]),
+        "mp3_audio": (".mp3", _audio(s) + ["-c:a", "libmp3lame", "-f", "mp3"]),
+        "m4a_aac": (".m4a", _audio(s) + ["-c:a", "aac", "-movflags", "+faststart", "-f", "mp4"]),
+        "mp4_no_audio": (".mp4", _video(s) + _H264 + ["-f", "mp4"]),
+        # An MP3 with a cover picture: a video stream that is not video.
+        "mp3_cover_art": (
+            ".mp3",
+            _audio(s)
+            + ["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1:duration=1"]
+            + ["-map", "0:a", "-map", "1:v", "-frames:v", "1", "-c:a", "libmp3lame", "-c:v", "png"]
+            + ["-disposition:v", "attached_pic", "-id3v2_version", "3", "-f", "mp3"],
+        ),
+        # Two audio tracks: the first lasts `s` seconds, the second (flagged default) half as long.
+        "mkv_default_audio_second": (
+            ".mkv",
+            _audio(s)
+            + _audio(s / 2, frequency=880)
+            + ["-map", "0:a", "-map", "1:a", "-c:a", "libvorbis"]
+            + ["-disposition:a:0", "0", "-disposition:a:1", "default", "-f", "matroska"],
+        ),
+        "png_image": (
+            ".png",
+            ["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1", "-frames:v", "1", "-c:v", "png", "-f", "image2pipe"],
+        ),
+    }
+
+
+KINDS = tuple(_kinds(1.0))
+
+
+def make_media(directory: Path, kind: str, *, seconds: float = 3.0) -> Path:
+    """A small media file of the given kind, generated once per (kind, seconds) in directory."""
+    suffix, args = _kinds(seconds)[kind]
+    target = Path(directory) / f"{kind}-{seconds:g}s{suffix}"
+    if not target.exists():
+        _ffmpeg_atomically(target, args)
+    return target
+
+
+def make_random_bytes(directory: Path, size: int, *, suffix: str = ".bin") -> Path:
+    """size bytes of (seeded, so reproducible) noise."""
+    target = Path(directory) / f"random-{size}{suffix}"
+    if not target.exists():
+        _write_atomically(target, random.Random(size).randbytes(size))
+    return target
+
+
+def make_hls_playlist(directory: Path) -> Path:
+    """An HLS playlist whose one segment is a real local MPEG-TS file."""
+    segment = make_media(directory, "ts_h264_aac")
+    target = Path(directory) / "playlist.m3u8"
+    if not target.exists():
+        text = f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n{segment.name}\n#EXT-X-ENDLIST\n"
+        _write_atomically(target, text.encode())
+    return target
+
+
+def make_concat_script(directory: Path) -> Path:
+    """An ffconcat script naming a real local media file."""
+    segment = make_media(directory, "mp4_faststart")
+    target = Path(directory) / "list.ffconcat"
+    if not target.exists():
+        _write_atomically(target, f"ffconcat version 1.0\nfile '{segment.name}'\n".encode())
+    return target
+
+
+def make_truncated(directory: Path, kind: str, *, keep: float = 0.5) -> Path:
+    """The first `keep` fraction of a make_media file, as an interrupted upload would leave it."""
+    source = make_media(directory, kind)
+    target = Path(directory) / f"truncated-{keep:g}-{source.name}"
+    if not target.exists():
+        data = source.read_bytes()
+        _write_atomically(target, data[: int(len(data) * keep)])
+    return target
+
+
+def make_damaged_m4a(directory: Path, *, damage: str) -> Path:
+    """An AAC .m4a whose index is intact (so it probes fine) but whose audio data is noise.
+
+    damage="all" overwrites every audio byte, damage="middle" only the middle third.
+    """
+    source = make_media(directory, "m4a_aac")
+    target = Path(directory) / f"damaged-{damage}.m4a"
+    if not target.exists():
+        data = bytearray(source.read_bytes())
+        start = data.index(b"mdat") + 4  # faststart: the media data is the last box
+        if damage == "middle":
+            third = (len(data) - start) // 3
+            start, end = start + third, start + 2 * third
+        elif damage == "all":
+            end = len(data)
+        else:
+            raise ValueError(damage)
+        data[start:end] = random.Random(damage).randbytes(end - start)
+        _write_atomically(target, bytes(data))
+    return target
+
+
+def make_undecodable_audio(directory: Path) -> Path:
+    """A file that probes as ordinary AAC audio but none of whose audio can be decoded."""
+    return make_damaged_m4a(directory, damage="all")
+
+
+def _temporary_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    temporary = _temporary_name(target)
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+
+
+def _ffmpeg_atomically(target: Path, args: list[str]) -> None:
+    temporary = _temporary_name(target)  # each kind names its muxer with -f, so the suffix does not matter
+    command = [_FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args, str(temporary)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"could not make {target.name}: {result.stderr.strip()[-2000:]}")
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
