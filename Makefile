@@ -2,29 +2,36 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The MySQL driver needs client headers to build; only install it when a MySQL URL is in use.
+ADDR ?= 127.0.0.1:8000
+# A stamp named after the requirements' checksum: editing them reinstalls, nothing else does.
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# The MySQL driver needs client headers to build; it is only installed when a MySQL URL is in use.
 ifneq (,$(findstring mysql,$(DATABASE_URL)))
-REQUIREMENTS := requirements-dev.txt requirements-mysql.txt
-else
-REQUIREMENTS := requirements-dev.txt
+STAMP += $(VENV)/.installed-mysql-$(shell cksum < requirements-mysql.txt | cut -d' ' -f1)
 endif
-STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) requirements.txt | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint bench install clean
 
-$(STAMP): $(REQUIREMENTS) requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
-	rm -f $(VENV)/.installed-*
+$(VENV)/.installed-mysql-%: | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -r requirements-mysql.txt
+	rm -f $(VENV)/.installed-mysql-*
 	touch $@
+
+$(VENV)/.installed-%: | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(filter-out $(VENV)/.installed-mysql-%,$(wildcard $(VENV)/.installed-*))
+	touch $@
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(STAMP)
 
 ## make run: the whole system in one process on the embedded defaults (or the services named by env vars).
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py run_dev
+	$(BIN)/python manage.py run_dev --addr $(ADDR)
 
 ## make test: the whole test suite against real services.
 test: $(STAMP)

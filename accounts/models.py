@@ -59,3 +59,6 @@ class LoginFailure(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["scope", "key", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -74,7 +74,7 @@ WSGI_APPLICATION = "videomp3.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -87,7 +87,10 @@ TEMPLATES = [
 ]
 
 # --- SQL ---------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'videomp3.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'videomp3.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("OPTIONS", {}).update({"charset": "utf8mb4"})
@@ -158,15 +161,20 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- Uploads and conversion ------------------------------------------------------
 MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 2 * 1024**3)
 # Uploads go to a temp file past this size, so a large video is never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
+FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.SizeLimitedTemporaryFileUploadHandler"]
 KEEP_SOURCE_VIDEOS = env_bool("KEEP_SOURCE_VIDEOS", False)
 MP3_BITRATE_KBPS = env_int("MP3_BITRATE_KBPS", 192)
+# The converter copies each video here before ffmpeg reads it (MP4s with the index at the end need seeking).
+CONVERSION_TEMP_DIR = env_str("CONVERSION_TEMP_DIR") or None
 
 # --- Email -----------------------------------------------------------------------
 EMAIL_BACKEND = env_str(

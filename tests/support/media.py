@@ -143,6 +143,7 @@ def make_undecodable_audio(directory: Path) -> Path:
 
 
 def _temporary_name(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
     return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
 
 

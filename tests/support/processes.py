@@ -72,3 +72,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.2):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def manage_command(args: list[str], log_path: Path, **env_overrides: str) -> subprocess.Popen:
+    """A `manage.py` role (run_converter, run_notifier, …) as its own process."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=PROJECT_DIR,
+            env=role_env(**env_overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

@@ -1,19 +1,41 @@
 """`make run`: every role in one process on the embedded defaults."""
 
+import threading
+
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from accounts.services import demo_user_ensure
+from conversion.services import job_convert
+from notifications.services import job_notify
+from uploads import storage
+from videomp3 import broker
+from videomp3.workers import run_worker
 
 
 class Command(BaseCommand):
-    help = "Run the web role and the workers together in one process (the embedded development mode)."
+    help = "Run the web role, the converter and the notifier together in one process (the embedded development mode)."
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000", help="address:port for the web role")
 
     def handle(self, *args, addr: str, **options):
+        storage.ping()  # starts the embedded MongoDB now, so a problem shows before the banner
+        broker.declare_queues()
+        stop = threading.Event()
+        workers = [
+            threading.Thread(
+                target=run_worker, args=(broker.VIDEO, lambda m: job_convert(job_id=m["job_id"], stopping=stop)),
+                kwargs={"stop": stop}, name="converter", daemon=True,
+            ),
+            threading.Thread(
+                target=run_worker, args=(broker.MP3, lambda m: job_notify(job_id=m["job_id"])),
+                kwargs={"stop": stop}, name="notifier", daemon=True,
+            ),
+        ]
+        for worker in workers:
+            worker.start()
         email, password = demo_user_ensure(credentials_path=settings.VAR_DIR / "demo-login.txt")
         host, _, port = addr.rpartition(":")
         url = f"http://{host}:{port}"
@@ -21,12 +43,19 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "",
-                    f"videomp3 is starting at {url}/",
+                    f"videomp3 is running at {url}/",
                     f"  sign in as {email} with password {password}",
                     f"  original-style login: curl -u {email}:{password} -X POST {url}/login",
                     f"  API docs: {url}/api/docs/   admin: {url}/admin/",
+                    f"  SQL: {settings.DATABASES['default']['NAME']}   MongoDB: {settings.MONGODB_URI or 'embedded SecantusDB in var/mongodb'}"
+                    f"   queue: {'RabbitMQ' if settings.AMQP_URL else 'in-process'}   emails: {settings.EMAIL_FILE_PATH if 'filebased' in settings.EMAIL_BACKEND else settings.EMAIL_BACKEND}",
                     "",
                 ]
             )
         )
-        call_command("runserver", addr, use_reloader=False, use_threading=True)
+        try:
+            call_command("runserver", addr, use_reloader=False, use_threading=True)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(timeout=10)

@@ -1,0 +1,57 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Job(models.Model):
+    """One uploaded video and the MP3 made from it. The row is the source of truth for its state."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        CONVERTING = "converting"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+
+    # What was uploaded. The filename is display text only: never used to build a path or a header.
+    original_filename = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    container = models.CharField(max_length=64, blank=True)
+    audio_codec = models.CharField(max_length=32, blank=True)
+    video_codec = models.CharField(max_length=32, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    video_file_id = models.CharField(max_length=64, blank=True)
+
+    # What was produced.
+    mp3_file_id = models.CharField(max_length=64, blank=True, db_index=True)
+    mp3_size = models.BigIntegerField(null=True, blank=True)
+    mp3_duration = models.FloatField(null=True, blank=True)
+
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.original_filename} ({self.status})"
+
+    @property
+    def mp3_filename(self) -> str:
+        stem = self.original_filename.rsplit(".", 1)[0] if "." in self.original_filename else self.original_filename
+        return f"{stem or 'audio'}.mp3"

@@ -1,0 +1,34 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from uploads.models import Job
+
+
+class JobSerializer(serializers.ModelSerializer):
+    filename = serializers.CharField(source="original_filename")
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "status", "progress", "error", "filename", "size", "container", "audio_codec", "video_codec",
+            "duration", "mp3_file_id", "mp3_size", "mp3_duration", "attempts", "created_at", "started_at",
+            "finished_at", "notified_at", "links",
+        ]
+        read_only_fields = fields
+
+    def get_links(self, job: Job) -> dict[str, str | None]:
+        request = self.context.get("request")
+
+        def absolute(path: str) -> str:
+            return request.build_absolute_uri(path) if request else path
+
+        return {
+            "self": absolute(reverse("job-detail", args=[job.id])),
+            "mp3": absolute(reverse("job-mp3", args=[job.id])) if job.status == Job.Status.DONE else None,
+            "page": absolute(reverse("job-page", args=[job.id])),
+        }
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The video (or audio) file.")
