@@ -99,7 +99,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, converter and notifier threads share the file in the embedded mode: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
     # A file, not memory, so the servers and workers that tests start as processes share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-videomp3.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-videomp3-{os.getpid()}.sqlite3")}
+# Each test run gets its own test database, so two runs on one machine never drop each other's.
+DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", f"test_{DATABASES['default']['NAME']}_{os.getpid()}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- MongoDB (GridFS) and RabbitMQ ---------------------------------------------
