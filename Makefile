@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ADDR ?= 127.0.0.1:8000
 # A stamp named after the requirements' checksum: editing them reinstalls, nothing else does.
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-deploy.txt | cksum | cut -d' ' -f1)
 # The MySQL driver needs client headers to build; it is only installed when a MySQL URL is in use.
 ifneq (,$(findstring mysql,$(DATABASE_URL)))
 STAMP += $(VENV)/.installed-mysql-$(shell cksum < requirements-mysql.txt | cut -d' ' -f1)

@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers /healthz, /readyz and /metrics before Host validation and SSL redirect (probes use the pod IP).
+    "videomp3.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -178,6 +180,37 @@ MP3_BITRATE_KBPS = env_int("MP3_BITRATE_KBPS", 192)
 # The converter copies each video here before ffmpeg reads it (MP4s with the index at the end need seeking).
 CONVERSION_TEMP_DIR = env_str("CONVERSION_TEMP_DIR") or None
 
+# --- Reliability (see the README's Guarantees) ------------------------------------
+# A converter renews its lease on a job while it works; a lease that runs out marks the attempt dead.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 60)
+# How often each converter sweeps for jobs to recover (expired leases, unpublished or lost messages).
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 15)
+# A queued job whose message was confirmed this long ago without being taken is published again.
+STALE_QUEUED_SECONDS = env_int("STALE_QUEUED_SECONDS", 600)
+# A done job still not notified this long after it finished gets its `mp3` message again.
+STALE_NOTIFICATION_SECONDS = env_int("STALE_NOTIFICATION_SECONDS", 120)
+# A notifier holds a job this long while sending its email; one that dies while sending frees it after this.
+NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 60)
+# Workers that died while converting the same job this many times fail it (a file that kills ffmpeg or the worker).
+MAX_CRASH_RECOVERIES = env_int("MAX_CRASH_RECOVERIES", 5)
+# A store (MongoDB) unreachable during a conversion is retried with exponential backoff this many times.
+MAX_TRANSIENT_RETRIES = env_int("MAX_TRANSIENT_RETRIES", 5)
+RETRY_BACKOFF_SECONDS = env_int("RETRY_BACKOFF_SECONDS", 5)
+# After the first SIGTERM a converter finishes its job for this long, then stops ffmpeg and hands it back.
+SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 25)
+# Hard limits on each ffmpeg child: wall time = FFMPEG_TIME_LIMIT_BASE + duration x FFMPEG_TIME_LIMIT_FACTOR.
+FFMPEG_TIME_LIMIT_BASE = env_int("FFMPEG_TIME_LIMIT_BASE", 120)
+FFMPEG_TIME_LIMIT_FACTOR = env_int("FFMPEG_TIME_LIMIT_FACTOR", 2)
+FFMPEG_MEMORY_LIMIT_MB = env_int("FFMPEG_MEMORY_LIMIT_MB", 2048)
+# Tests only: named points where a worker SIGKILLs itself (videomp3/failpoints.py).
+FAILPOINTS = env_list("FAILPOINTS")
+# Touched by the consume loop; a liveness probe checks its age.
+WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE")
+
+# --- Health and metrics ------------------------------------------------------------
+# Bearer token a Prometheus scraper sends to /metrics; empty turns /metrics off (404).
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+
 # --- Email -----------------------------------------------------------------------
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
@@ -220,11 +253,16 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# LOG_FORMAT=json: one JSON object per line, for log collectors.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "videomp3.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"pika": {"level": "WARNING"}},
 }

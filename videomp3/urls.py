@@ -5,10 +5,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import original_login
 from uploads import apis as upload_apis
+from videomp3 import health, metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False), name="home"),
     path("admin/", admin.site.urls),
+    # Probes and Prometheus: HealthCheckMiddleware answers them first; these routes name them.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("api/auth/", include("accounts.urls")),
     path("api/jobs/", include("uploads.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

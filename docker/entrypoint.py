@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""The image's one entrypoint: `entrypoint.py ROLE`, where ROLE is one of ROLES.
+
+Each role replaces this process (exec), so the role's own program is PID 1 and receives the
+container's SIGTERM directly: gunicorn drains its requests, a worker finishes or hands back its
+message. `entrypoint.py healthcheck [ROLE]` is the image's HEALTHCHECK and the workers' probe.
+
+Standard library only: the healthcheck must stay cheap, and nothing here needs Django.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = APP_DIR / "docker" / "gunicorn.conf.py"
+# Written at start-up so the image's single HEALTHCHECK knows which role this container runs.
+ROLE_FILE = Path(tempfile.gettempdir()) / "videomp3-role"
+# The worker roles touch WORKER_HEARTBEAT_FILE from their consume loop (every few seconds, at
+# least every 30 s). The image sets it; /tmp is the container's own (an emptyDir in Kubernetes).
+DEFAULT_HEARTBEAT_FILE = "/tmp/worker-heartbeat"  # noqa: S108
+HEARTBEAT_FILE = Path(os.environ.get("WORKER_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE)
+HEARTBEAT_MAX_AGE_SECONDS = 90  # three missed beats
+MIGRATIONS_POLL_SECONDS = 5
+
+MANAGE = [sys.executable, str(APP_DIR / "manage.py")]
+ROLES: dict[str, list[str]] = {
+    "web": ["gunicorn", "--config", str(GUNICORN_CONFIG), "videomp3.wsgi:application"],
+    "converter": [*MANAGE, "run_converter"],
+    "notifier": [*MANAGE, "run_notifier"],
+    "migrate": [*MANAGE, "migrate", "--noinput"],
+}
+WORKER_ROLES = {"converter", "notifier"}
+USAGE = (
+    "usage: entrypoint.py ROLE, where ROLE is one of: "
+    + ", ".join(ROLES)
+    + "; or wait-for-migrations, healthcheck [ROLE], manage COMMAND [ARGS...]"
+)
+
+
+def web_is_alive(port: str | None = None, timeout: float = 5.0) -> bool:
+    url = f"http://127.0.0.1:{port or os.environ.get('PORT', '8000')}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed loopback http URL
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def worker_is_alive(heartbeat: Path = HEARTBEAT_FILE, max_age: float = HEARTBEAT_MAX_AGE_SECONDS) -> bool:
+    try:
+        return time.time() - heartbeat.stat().st_mtime <= max_age
+    except OSError:
+        return False
+
+
+def healthcheck(role: str | None = None) -> int:
+    """0 when the role's process is alive, 1 when not (Docker HEALTHCHECK and exec probe convention)."""
+    if role is None:
+        try:
+            role = ROLE_FILE.read_text().strip()
+        except OSError:
+            role = "web"
+    if role == "web":
+        alive = web_is_alive()
+    elif role in WORKER_ROLES:
+        alive = worker_is_alive()
+    else:
+        alive = True  # one-shot roles: their exit code is their health
+    if not alive:
+        print(f"videomp3 {role} is not alive", file=sys.stderr)
+    return 0 if alive else 1
+
+
+def wait_for_migrations() -> int:
+    """Return once the database schema is current: an init container, so no role runs on an old schema."""
+    while subprocess.run([*MANAGE, "migrate", "--check"], stdout=subprocess.DEVNULL, check=False).returncode != 0:
+        print(f"waiting for the migrate job; checking again in {MIGRATIONS_POLL_SECONDS} s", flush=True)
+        time.sleep(MIGRATIONS_POLL_SECONDS)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    role, args = argv[0], argv[1:]
+    if role == "healthcheck":
+        return healthcheck(args[0] if args else None)
+    if role == "wait-for-migrations":
+        return wait_for_migrations()
+    if role == "manage":
+        command = [*MANAGE, *args]
+    elif role in ROLES:
+        command = [*ROLES[role], *args]
+        try:
+            ROLE_FILE.write_text(role + "\n")
+        except OSError:
+            pass  # no writable /tmp: the HEALTHCHECK then assumes web
+    else:
+        print(f"unknown role {role!r}; {USAGE}", file=sys.stderr)
+        return 2
+    os.chdir(APP_DIR)
+    os.execvp(command[0], command)  # noqa: S606 - argv from the fixed table above, no shell
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
