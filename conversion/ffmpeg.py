@@ -15,13 +15,16 @@ User-facing failures are ``MediaError`` with a sentence the user can act on; an
 operational failure (ffmpeg missing, unreadable path) is left as the ordinary OSError.
 """
 
+import ctypes
 import functools
 import json
 import math
 import os
 import queue
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -104,6 +107,43 @@ class MediaInfo:
 
 
 # ---------------------------------------------------------------------------
+# Child process limits
+
+
+@dataclass(frozen=True)
+class ChildLimits:
+    """What one ffmpeg run may use: wall-clock and CPU seconds, and address space."""
+
+    wall_seconds: float | None = None
+    cpu_seconds: int | None = None
+    memory_bytes: int | None = None
+
+    @classmethod
+    def for_duration(cls, duration: float | None, *, base_seconds: int, seconds_per_second: float, memory_mb: int) -> "ChildLimits":
+        """Time limits scaled to the input's duration, so a long film is not cut off and a hostile file cannot spin."""
+        wall = base_seconds + seconds_per_second * (duration or 0)
+        return cls(wall_seconds=wall, cpu_seconds=int(wall * 2) + 10, memory_bytes=memory_mb * 1024 * 1024)
+
+
+_PR_SET_PDEATHSIG = 1
+_PROBE_LIMITS = ChildLimits(cpu_seconds=int(PROBE_TIMEOUT), memory_bytes=1024 * 1024 * 1024)
+
+
+def _child_setup(limits: ChildLimits | None) -> Callable[[], None]:
+    """Runs in the child before exec: it dies with its parent and stays inside its limits."""
+
+    def setup() -> None:
+        # The ffmpeg child must never outlive its worker, even one killed with SIGKILL.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if limits and limits.cpu_seconds:
+            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        if limits and limits.memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+
+    return setup
+
+
+# ---------------------------------------------------------------------------
 # Binaries
 
 
@@ -172,7 +212,8 @@ def _is_playlist_or_script(head: bytes) -> bool:
 def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
-            command, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT, check=False
+            command, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT, check=False,
+            preexec_fn=_child_setup(_PROBE_LIMITS),
         )
     except subprocess.TimeoutExpired:
         raise MediaError("not_media", TOO_SLOW_TO_READ) from None
@@ -304,6 +345,7 @@ def convert_to_mp3(
     bitrate_kbps: int = 192,
     on_progress: Callable[[int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    limits: ChildLimits | None = None,
 ) -> None:
     """Write the source's audio to destination as MP3.
 
@@ -327,8 +369,11 @@ def convert_to_mp3(
         "-f", "mp3", destination_url,
     ]
     # fmt: on
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_child_setup(limits)
+    )
     assert process.stdout is not None and process.stderr is not None
+    deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf
 
     # Reader threads drain both pipes so ffmpeg never blocks on a full pipe, and so this thread can
     # poll should_cancel() on a timer however quiet ffmpeg is. Progress lines come back through a
@@ -353,6 +398,12 @@ def convert_to_mp3(
                 line = ""
             if line is None:
                 break
+            if time.monotonic() > deadline:
+                raise MediaError(
+                    "too_slow",
+                    f"Converting this file took longer than its limit of {limits.wall_seconds:.0f} seconds; "
+                    "it may be damaged. Try re-exporting the video.",
+                )
             if should_cancel is not None and time.monotonic() - last_check >= CANCEL_CHECK_INTERVAL:
                 last_check = time.monotonic()
                 if should_cancel():

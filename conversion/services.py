@@ -1,41 +1,82 @@
-"""One conversion: GridFS video -> temp file -> ffmpeg -> temp MP3 -> GridFS, driven by the job row."""
+"""One conversion: GridFS video -> temp file -> ffmpeg -> temp MP3 -> GridFS, driven by the job row.
+
+The attempt claims the job under a lease and acknowledges the message at once: from then on the
+database drives recovery (a dead attempt's lease runs out and the sweeper queues the job again),
+so no conversion is bound by RabbitMQ's consumer timeout.
+"""
 
 import logging
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 from conversion import ffmpeg
 from uploads import selectors as job_selectors
 from uploads import services as job_services
 from uploads import storage
+from videomp3 import broker, failpoints
 
 logger = logging.getLogger(__name__)
 
-# How often a running conversion asks the database whether its job was cancelled.
+# How often a running conversion asks the database whether its job was deleted.
 CANCEL_CHECK_SECONDS = 1.0
 
 
 class ConversionHandedBack(Exception):
-    """The worker is stopping: the job went back to the queue and the message must be requeued."""
+    """The worker is stopping: the job went back to the queue."""
+
+
+class _Lease:
+    """Renews the attempt's lease from a thread for as long as the attempt works; `lost` is set when
+    the job was taken away (deleted, or recovered by the sweeper after this worker stalled)."""
+
+    def __init__(self, job_id, owner: str):
+        self.job_id = job_id
+        self.owner = owner
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
+
+    def _renew(self) -> None:
+        interval = max(1.0, settings.JOB_LEASE_SECONDS / 3)
+        try:
+            while not self._done.wait(interval):
+                try:
+                    if not job_services.job_renew_lease(job_id=self.job_id, lease_owner=self.owner):
+                        self.lost.set()
+                        return
+                except Exception:  # noqa: BLE001 - the database may come back before the lease runs out
+                    logger.warning("could not renew the lease of job %s; trying again", self.job_id, exc_info=True)
+        finally:
+            connections.close_all()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        self._thread.join()
 
 
 class _CancelWatch:
-    """should_cancel for ffmpeg: the worker is stopping, or the job was deleted meanwhile (checked at most once a second)."""
+    """should_cancel for ffmpeg: hand the job back, the lease was lost, or the job was deleted."""
 
-    def __init__(self, job_id, stopping: threading.Event):
+    def __init__(self, job_id, lease: _Lease, hand_back: threading.Event):
         self.job_id = job_id
-        self.stopping = stopping
+        self.lease = lease
+        self.hand_back = hand_back
         self.job_cancelled = False
         self._checked_at = 0.0
 
     def __call__(self) -> bool:
-        if self.stopping.is_set():
+        if self.hand_back.is_set() or self.lease.lost.is_set():
             return True
         now = time.monotonic()
         if now - self._checked_at >= CANCEL_CHECK_SECONDS:
@@ -44,70 +85,88 @@ class _CancelWatch:
         return self.job_cancelled
 
 
-def _progress_recorder(job_id) -> Callable[[int], None]:
+def _progress_recorder(job_id, lease_owner: str) -> Callable[[int], None]:
     last = {"percent": -1, "at": 0.0}
 
     def record(percent: int) -> None:
         # Write at most every second or every 5 %, so progress costs the database little.
         now = time.monotonic()
-        if percent == 100 or percent - last["percent"] >= 5 or now - last["at"] >= 1.0:
-            job_services.job_set_progress(job_id=job_id, percent=min(percent, 99))
+        if percent - last["percent"] >= 5 or now - last["at"] >= 1.0:
+            job_services.job_set_progress(job_id=job_id, lease_owner=lease_owner, percent=min(percent, 99))
             last.update(percent=percent, at=now)
 
     return record
 
 
-def job_convert(*, job_id: str, stopping: threading.Event | None = None) -> str:
-    """Convert one job; returns what happened ("done", "failed", "skipped", "cancelled").
+def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str:
+    """Convert one job; returns "done", "failed", "retrying", "skipped", "cancelled" or "lost".
 
-    Media errors fail the job with a sentence. A store outage or a stopping worker hands the job
-    back to the queue (ConversionHandedBack / StorageError propagate so the message is requeued).
+    Media errors fail the job with a sentence. An unreachable store queues it again with backoff.
+    A set `hand_back` (the worker is shutting down) stops ffmpeg and queues the job again.
     """
-    stopping = stopping or threading.Event()
-    close_old_connections()
-    job = job_services.job_claim_for_conversion(job_id=job_id)
+    hand_back = hand_back or threading.Event()
+    owner = uuid.uuid4().hex
+    job = job_services.job_claim_for_conversion(job_id=job_id, lease_owner=owner)
     if job is None:
+        if job_selectors.job_get(job_id=job_id) is None:
+            raise broker.RejectMessage(f"no job {job_id}")
         logger.info("job %s is not waiting for conversion; skipping the message", job_id)
         return "skipped"
-    logger.info("converting job %s (%s)", job.id, job.original_filename)
-    watch = _CancelWatch(job.id, stopping)
+    failpoints.reached("claimed", job.id)
+    broker.ack_current_message()  # the claim is committed: the database drives recovery from here
+    logger.info("converting job %s (%s), attempt %d", job.id, job.original_filename, job.attempts)
+    with _Lease(job.id, owner) as lease:
+        return _convert_claimed(job, owner, lease, hand_back)
+
+
+def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event) -> str:
+    watch = _CancelWatch(job.id, lease, hand_back)
     mp3_id = job_services.mp3_file_id_for(job.id)
     try:
         with tempfile.TemporaryDirectory(prefix="videomp3-", dir=settings.CONVERSION_TEMP_DIR) as workdir:
             source = Path(workdir) / "source"
             destination = Path(workdir) / "audio.mp3"
+            failpoints.reached("reading", job.id)
             storage.copy_to_path(storage.VIDEOS, job.video_file_id, source)
+            failpoints.reached("converting", job.id)
             ffmpeg.convert_to_mp3(
                 source,
                 destination,
                 duration=job.duration,
                 bitrate_kbps=settings.MP3_BITRATE_KBPS,
-                on_progress=_progress_recorder(job.id),
+                on_progress=_progress_recorder(job.id, owner),
                 should_cancel=watch,
+                limits=ffmpeg.ChildLimits.for_duration(
+                    job.duration,
+                    base_seconds=settings.FFMPEG_TIME_LIMIT_BASE,
+                    seconds_per_second=settings.FFMPEG_TIME_LIMIT_FACTOR,
+                    memory_mb=settings.FFMPEG_MEMORY_LIMIT_MB,
+                ),
             )
             mp3_duration = ffmpeg.media_duration(destination)
+            failpoints.reached("writing", job.id)
             stored = storage.save_path(storage.MP3S, destination, filename=job.mp3_filename, content_type="audio/mpeg", file_id=mp3_id)
     except ffmpeg.FfmpegCancelled:
-        if watch.job_cancelled:
-            logger.info("job %s was cancelled while converting", job.id)
+        if watch.job_cancelled or lease.lost.is_set():
+            logger.info("job %s was cancelled or taken over while converting", job.id)
             return "cancelled"
-        job_services.job_release(job_id=job.id)
+        job_services.job_release(job_id=job.id, lease_owner=owner)
         raise ConversionHandedBack(str(job.id)) from None
     except ffmpeg.MediaError as exc:
-        job_services.job_mark_failed(job_id=job.id, sentence=str(exc))
+        job_services.job_mark_failed(job_id=job.id, lease_owner=owner, sentence=str(exc))
         logger.info("job %s failed: %s", job.id, exc)
         return "failed"
     except storage.StoredFileNotFound:
         job_services.job_mark_failed(
-            job_id=job.id, sentence="The uploaded video is no longer stored; upload it again."
+            job_id=job.id, lease_owner=owner, sentence="The uploaded video is no longer stored; upload it again."
         )
         return "failed"
-    except Exception:
-        job_services.job_release(job_id=job.id)
-        raise
-    if not job_services.job_mark_done(job_id=job.id, mp3=stored, mp3_duration=mp3_duration):
-        storage.delete(storage.MP3S, mp3_id)  # cancelled while the MP3 was being stored
+    except storage.StorageError as exc:
+        return job_services.job_retry_later(job_id=job.id, lease_owner=owner, reason=str(exc))
+    if not job_services.job_mark_done(job_id=job.id, lease_owner=owner, mp3=stored, mp3_duration=mp3_duration):
+        storage.delete(storage.MP3S, mp3_id)  # cancelled or taken over while the MP3 was being stored
         return "cancelled"
+    failpoints.reached("committed", job.id)
     job.refresh_from_db()
     job_services.job_source_video_discard(job=job)
     logger.info("job %s done: %d bytes of MP3", job.id, stored.size)

@@ -1,4 +1,8 @@
-"""The notification email, sent once per finished job."""
+"""The notification email, sent once per finished job.
+
+Send, then record: a crash between the mail server accepting the email and the record
+is the one window in which a second email can go out (see the README's Guarantees).
+"""
 
 import logging
 
@@ -9,8 +13,12 @@ from django.urls import reverse
 
 from uploads import selectors as job_selectors
 from uploads import services as job_services
+from videomp3 import broker, failpoints
 
 logger = logging.getLogger(__name__)
+
+
+
 
 
 def job_page_url(job_id) -> str:
@@ -18,11 +26,14 @@ def job_page_url(job_id) -> str:
 
 
 def job_notify(*, job_id: str) -> bool:
-    """Email the owner that the MP3 is ready; False when there is nothing to send (already sent, or not done)."""
-    if not job_services.job_claim_notification(job_id=job_id):
-        logger.info("job %s needs no notification (already sent, or not done)", job_id)
+    """Email the owner that the MP3 is ready; False when there is nothing to send (sent, not done, or being sent)."""
+    job = job_services.job_claim_notification(job_id=job_id, seconds=settings.NOTIFY_CLAIM_SECONDS)
+    if job is None:
+        if job_selectors.job_get(job_id=job_id) is None:
+            raise broker.RejectMessage(f"no job {job_id}")
+        logger.info("job %s needs no notification (already sent, not done, or being sent)", job_id)
         return False
-    job = job_selectors.job_get(job_id=job_id)
+    failpoints.reached("notify-claimed", job.id)
     context = {"job": job, "url": job_page_url(job.id)}
     message = EmailMultiAlternatives(
         subject=f"Your MP3 is ready: {job.mp3_filename}",
@@ -33,7 +44,9 @@ def job_notify(*, job_id: str) -> bool:
     try:
         message.send()
     except Exception:
-        job_services.job_unclaim_notification(job_id=job_id)  # let the redelivered message try again
+        job_services.job_release_notification(job_id=job_id)  # the redelivered message tries again
         raise
+    job_services.job_record_notification(job_id=job_id)
+    failpoints.reached("notify-recorded", job.id)
     logger.info("notified %s about job %s", job.owner.email, job.id)
     return True

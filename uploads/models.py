@@ -36,7 +36,24 @@ class Job(models.Model):
 
     progress = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # attempts: conversions started; recoveries: attempts whose worker died (its lease ran out);
+    # transient_failures: attempts that met an unreachable store. Each has its own limit.
     attempts = models.PositiveIntegerField(default=0)
+    recoveries = models.PositiveIntegerField(default=0)
+    transient_failures = models.PositiveIntegerField(default=0)
+
+    # The converter that claimed the job holds a lease it keeps renewing; once it runs out the
+    # attempt is known dead and the sweeper queues the job again.
+    lease_owner = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the `video` message was last confirmed by the broker (null: not yet, e.g. broker down).
+    published_at = models.DateTimeField(null=True, blank=True)
+    # A queued job waits until then before it is published again (backoff after a transient failure).
+    retry_at = models.DateTimeField(null=True, blank=True)
+    # The notifier sending the email holds this short claim, so two notifiers never both send.
+    notify_claimed_until = models.DateTimeField(null=True, blank=True)
+    # When the `mp3` message was last published, so the sweeper re-publishes a lost one only now and then.
+    mp3_published_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

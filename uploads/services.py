@@ -7,11 +7,13 @@ import tempfile
 import unicodedata
 import uuid
 from contextlib import contextmanager
+from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from conversion import ffmpeg
@@ -95,7 +97,7 @@ def job_create(*, owner, upload: UploadedFile) -> Job:
                 duration=info.duration,
                 video_file_id=stored.file_id,
             )
-            broker.publish_on_commit(broker.VIDEO, str(job.id))
+            job_queue_on_commit(job.id)
     except Exception:
         storage.delete(storage.VIDEOS, stored.file_id)
         raise
@@ -113,28 +115,109 @@ def mp3_file_id_for(job_id) -> str:
     return f"mp3-{job_id}"
 
 
-def job_claim_for_conversion(*, job_id) -> Job | None:
-    """queued -> converting; None when the job is gone or not waiting (a duplicate message)."""
-    now = timezone.now()
+def _publish_video_message(job_id) -> None:
+    """Publish the job's `video` message and record the broker's confirm.
+
+    A broker outage must not fail a committed upload: the job stays queued with no
+    published_at, and the sweeper publishes it once the broker is back.
+    """
+    try:
+        broker.publish(broker.VIDEO, str(job_id))
+    except broker.BrokerError as exc:
+        logger.warning("job %s stays queued until the broker is back: %s", job_id, exc)
+        return
+    Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(published_at=timezone.now())
+
+
+def _publish_mp3_message(job_id) -> None:
+    try:
+        broker.publish(broker.MP3, str(job_id))
+    except broker.BrokerError as exc:
+        logger.warning("job %s is done; its notification waits for the broker: %s", job_id, exc)
+        return
+    Job.objects.filter(id=job_id).update(mp3_published_at=timezone.now())
+
+
+def job_queue_on_commit(job_id) -> None:
+    transaction.on_commit(partial(_publish_video_message, job_id))
+
+
+def _lease_until():
+    return timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+def job_claim_for_conversion(*, job_id, lease_owner: str) -> Job | None:
+    """queued -> converting under a lease; None when the job is not waiting (a duplicate message)."""
     claimed = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.CONVERTING, started_at=now, progress=0, error="", attempts=F("attempts") + 1
+        status=Job.Status.CONVERTING,
+        started_at=timezone.now(),
+        progress=0,
+        error="",
+        attempts=F("attempts") + 1,
+        lease_owner=lease_owner,
+        lease_expires_at=_lease_until(),
+        retry_at=None,
     )
     return Job.objects.get(id=job_id) if claimed else None
 
 
-def job_release(*, job_id) -> None:
-    """converting -> queued: the worker hands the job back (shutdown, or a store was unreachable)."""
-    Job.objects.filter(id=job_id, status=Job.Status.CONVERTING).update(status=Job.Status.QUEUED, progress=0)
+def job_renew_lease(*, job_id, lease_owner: str) -> bool:
+    """False when the attempt lost the job: cancelled, or recovered by the sweeper after a stall."""
+    return bool(
+        Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
+            lease_expires_at=_lease_until()
+        )
+    )
 
 
-def job_set_progress(*, job_id, percent: int) -> None:
-    Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, progress__lt=percent).update(progress=percent)
-
-
-def job_mark_done(*, job_id, mp3: storage.StoredFile, mp3_duration: float | None) -> bool:
-    """converting -> done, and queue the notification; False when the job was cancelled meanwhile."""
+def job_release(*, job_id, lease_owner: str) -> None:
+    """converting -> queued at once: the worker hands the job back (shutdown)."""
     with transaction.atomic():
-        finished = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING).update(
+        released = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
+            status=Job.Status.QUEUED, progress=0, lease_owner="", lease_expires_at=None, published_at=None
+        )
+        if released:
+            job_queue_on_commit(job_id)
+
+
+def job_retry_later(*, job_id, lease_owner: str, reason: str) -> str:
+    """A store was unreachable: queue the job again after an exponential backoff, or fail it past the limit."""
+    job = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).first()
+    if job is None:
+        return "lost"
+    failures = job.transient_failures + 1
+    if failures > settings.MAX_TRANSIENT_RETRIES:
+        job_mark_failed(
+            job_id=job_id,
+            lease_owner=lease_owner,
+            sentence=f"{reason} It failed {failures} times in a row; retry this job later.",
+            transient_failures=failures,
+        )
+        return "failed"
+    delay = min(settings.RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), 3600)
+    Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
+        status=Job.Status.QUEUED,
+        progress=0,
+        lease_owner="",
+        lease_expires_at=None,
+        published_at=None,
+        transient_failures=failures,
+        retry_at=timezone.now() + timedelta(seconds=delay),
+    )
+    logger.warning("job %s will be retried in %d s: %s", job_id, delay, reason)
+    return "retrying"
+
+
+def job_set_progress(*, job_id, lease_owner: str, percent: int) -> None:
+    Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner, progress__lt=percent).update(
+        progress=percent
+    )
+
+
+def job_mark_done(*, job_id, lease_owner: str, mp3: storage.StoredFile, mp3_duration: float | None) -> bool:
+    """converting -> done, and queue the notification; False when this attempt no longer holds the job."""
+    with transaction.atomic():
+        finished = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
             status=Job.Status.DONE,
             progress=100,
             mp3_file_id=mp3.file_id,
@@ -142,18 +225,79 @@ def job_mark_done(*, job_id, mp3: storage.StoredFile, mp3_duration: float | None
             mp3_duration=mp3_duration,
             finished_at=timezone.now(),
             error="",
+            lease_owner="",
+            lease_expires_at=None,
         )
         if finished:
-            broker.publish_on_commit(broker.MP3, str(job_id))
+            transaction.on_commit(partial(_publish_mp3_message, job_id))
     return bool(finished)
 
 
-def job_mark_failed(*, job_id, sentence: str) -> bool:
+def job_mark_failed(*, job_id, sentence: str, lease_owner: str | None = None, **counters) -> bool:
+    jobs = Job.objects.filter(id=job_id, status__in=[Job.Status.QUEUED, Job.Status.CONVERTING])
+    if lease_owner is not None:
+        jobs = jobs.filter(lease_owner=lease_owner)
     return bool(
-        Job.objects.filter(id=job_id, status__in=[Job.Status.QUEUED, Job.Status.CONVERTING]).update(
-            status=Job.Status.FAILED, error=sentence, finished_at=timezone.now()
+        jobs.update(
+            status=Job.Status.FAILED, error=sentence, finished_at=timezone.now(), lease_owner="", lease_expires_at=None, **counters
         )
     )
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Recover what a crash, a broker outage or a lost message left behind. Safe to run in every
+    converter at once: each recovery is a conditional update that only one of them wins."""
+    now = timezone.now()
+    counts = {"recovered": 0, "failed": 0, "published": 0, "notifications": 0}
+
+    for job in Job.objects.filter(status=Job.Status.CONVERTING, lease_expires_at__lt=now):
+        dead_attempt = Job.objects.filter(
+            id=job.id, status=Job.Status.CONVERTING, lease_owner=job.lease_owner, lease_expires_at__lt=now
+        )
+        if job.recoveries + 1 >= settings.MAX_CRASH_RECOVERIES:
+            sentence = (
+                f"The converter stopped {job.recoveries + 1} times while working on this file, so it was given up; "
+                "the file may be damaged. Re-export it and upload it again."
+            )
+            if dead_attempt.update(
+                status=Job.Status.FAILED, error=sentence, finished_at=now, recoveries=F("recoveries") + 1,
+                lease_owner="", lease_expires_at=None,
+            ):
+                counts["failed"] += 1
+                _dead_letter(broker.VIDEO, job.id, "crash recovery limit")
+            continue
+        if dead_attempt.update(
+            status=Job.Status.QUEUED, progress=0, recoveries=F("recoveries") + 1, lease_owner="",
+            lease_expires_at=None, published_at=None, retry_at=None,
+        ):
+            logger.warning("job %s: its converter died (lease expired); queued again", job.id)
+            counts["recovered"] += 1
+
+    unpublished = Q(published_at__isnull=True, updated_at__lt=now - timedelta(seconds=2)) & (
+        Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+    )
+    lost = Q(published_at__lt=now - timedelta(seconds=settings.STALE_QUEUED_SECONDS))
+    for job_id in Job.objects.filter(Q(status=Job.Status.QUEUED) & (unpublished | lost)).values_list("id", flat=True):
+        _publish_video_message(job_id)
+        counts["published"] += 1
+
+    stale = now - timedelta(seconds=settings.STALE_NOTIFICATION_SECONDS)
+    for job_id in Job.objects.filter(
+        Q(status=Job.Status.DONE, notified_at__isnull=True, finished_at__lt=now - timedelta(seconds=2))
+        & (Q(mp3_published_at__isnull=True) | Q(mp3_published_at__lt=stale))
+        & (Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now))
+    ).values_list("id", flat=True):
+        _publish_mp3_message(job_id)
+        counts["notifications"] += 1
+    return counts
+
+
+def _dead_letter(queue: str, job_id, reason: str) -> None:
+    """Leave a trace in the dead-letter queue for operators, beside the job's own sentence."""
+    try:
+        broker.publish_dead_letter(queue, str(job_id), reason=reason)
+    except broker.BrokerError:
+        logger.warning("could not dead-letter job %s (%s): the broker is unreachable", job_id, reason)
 
 
 def job_retry(*, job: Job) -> Job:
@@ -164,11 +308,12 @@ def job_retry(*, job: Job) -> Job:
         raise JobStateConflict("The uploaded video is no longer stored, so this job cannot be retried; upload it again.")
     with transaction.atomic():
         updated = Job.objects.filter(id=job.id, status=Job.Status.FAILED).update(
-            status=Job.Status.QUEUED, error="", progress=0, finished_at=None, started_at=None
+            status=Job.Status.QUEUED, error="", progress=0, finished_at=None, started_at=None, published_at=None,
+            recoveries=0, transient_failures=0, retry_at=None,
         )
         if not updated:
             raise JobStateConflict("This job changed state meanwhile; reload it and try again.")
-        broker.publish_on_commit(broker.VIDEO, str(job.id))
+        job_queue_on_commit(job.id)
     job.refresh_from_db()
     return job
 
@@ -177,7 +322,8 @@ def job_delete(*, job: Job) -> Job | None:
     """Remove a job and its files. A job being converted is cancelled instead: its converter
     notices, stops ffmpeg and stores nothing; the cancelled row stays until deleted again."""
     cancelled = Job.objects.filter(id=job.id, status=Job.Status.CONVERTING).update(
-        status=Job.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by its owner while converting."
+        status=Job.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by its owner while converting.",
+        lease_owner="", lease_expires_at=None,
     )
     _job_files_delete(job)
     if cancelled:
@@ -201,13 +347,21 @@ def job_source_video_discard(*, job: Job) -> None:
     Job.objects.filter(id=job.id).update(video_file_id="")
 
 
-def job_claim_notification(*, job_id) -> bool:
-    """Record that the notification is being sent; False when it already was (a redelivery)."""
-    return bool(
-        Job.objects.filter(id=job_id, status=Job.Status.DONE, notified_at__isnull=True).update(notified_at=timezone.now())
-    )
+def job_claim_notification(*, job_id, seconds: int = 60) -> Job | None:
+    """Hold the right to send this job's email for a while; None when it was sent or another notifier is sending."""
+    now = timezone.now()
+    claimed = Job.objects.filter(
+        Q(id=job_id, status=Job.Status.DONE, notified_at__isnull=True)
+        & (Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now))
+    ).update(notify_claimed_until=now + timedelta(seconds=seconds))
+    return Job.objects.select_related("owner").get(id=job_id) if claimed else None
 
 
-def job_unclaim_notification(*, job_id) -> None:
-    """The send failed: let a redelivery try again."""
-    Job.objects.filter(id=job_id).update(notified_at=None)
+def job_record_notification(*, job_id) -> None:
+    """The email was accepted by the mail server: never send it again."""
+    Job.objects.filter(id=job_id, notified_at__isnull=True).update(notified_at=timezone.now(), notify_claimed_until=None)
+
+
+def job_release_notification(*, job_id) -> None:
+    """The send failed: let the redelivered message try again at once."""
+    Job.objects.filter(id=job_id, notified_at__isnull=True).update(notify_claimed_until=None)

@@ -2,32 +2,47 @@
 
 Every read and write streams in chunks, so no call holds a whole file in memory. Every
 driver error becomes StorageError with a sentence, so callers never see pymongo types.
+Settings are read when the client is first created (not at import), so tests can point
+the module at another server with `settings` overrides and `reset_client()`.
 """
 
 import hashlib
+import io
 import logging
 import os
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import gridfs
 import pymongo
 from bson import ObjectId
 from django.conf import settings
-from pymongo.errors import PyMongoError
+from django.core.exceptions import ImproperlyConfigured
+from gridfs.errors import NoFile
+from pymongo.errors import ConnectionFailure, InvalidURI, PyMongoError
 
 logger = logging.getLogger(__name__)
 
+# GridFS bucket names.
 VIDEOS = "videos"
 MP3S = "mp3s"
 
-# GridFS's default chunk size; reads and writes move this much at a time.
+# GridFS's default chunk size; reads and writes move this much at a time, so memory per
+# transfer stays at about one chunk however large the file is.
 CHUNK_SIZE = 255 * 1024
+# Short enough that a request fails with a sentence instead of hanging on a dead server;
+# used only when the URI does not choose its own.
+DEFAULT_TIMEOUTS_MS = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000}
+
 UNREACHABLE = "The file store (MongoDB) is unreachable; try again in a minute."
-_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+FAILED = "The file store (MongoDB) could not complete the operation; try again in a minute."
+NOT_FOUND = "The file is no longer stored."
+
+_OBJECT_ID_HEX = re.compile(r"[0-9a-fA-F]{24}")
 
 
 class StorageError(Exception):
@@ -35,7 +50,7 @@ class StorageError(Exception):
 
 
 class StoredFileNotFound(StorageError):
-    """No stored file has this id."""
+    """No stored file has this id (or the id is malformed)."""
 
 
 @dataclass(frozen=True)
@@ -45,54 +60,105 @@ class StoredFile:
     sha256: str
 
 
+# --- the client ------------------------------------------------------------------------
+
 _client: pymongo.MongoClient | None = None
 _client_lock = threading.Lock()
 
 
-def _database():
+def _uri_sets(uri: str, option: str) -> bool:
+    # A plain search rather than pymongo's parse_uri, which resolves mongodb+srv:// in DNS.
+    return re.search(rf"[?&]{option}=", uri, re.IGNORECASE) is not None
+
+
+def _new_client() -> pymongo.MongoClient:
+    uri = settings.MONGODB_URI
+    if not uri:
+        from videomp3 import embedded
+
+        uri = embedded.mongodb_uri()
+    # Keyword options override the URI's in pymongo, so only pass the ones the URI leaves unset.
+    options: dict[str, Any] = {name: value for name, value in DEFAULT_TIMEOUTS_MS.items() if not _uri_sets(uri, name)}
+    if not _uri_sets(uri, "appname"):
+        options["appname"] = "videomp3"
+    try:
+        return pymongo.MongoClient(uri, **options)
+    except InvalidURI as exc:
+        # The URI may hold a password: chain the driver's error instead of quoting the URI.
+        raise ImproperlyConfigured("MONGODB_URI is not a valid MongoDB connection string.") from exc
+
+
+def _get_client() -> pymongo.MongoClient:
     global _client
-    if _client is None:
-        with _client_lock:
+    client = _client  # one read, so a concurrent reset_client() cannot hand us None
+    if client is None:
+        with _client_lock:  # creation may start the embedded server: once, however many threads ask
             if _client is None:
-                uri = settings.MONGODB_URI
-                if not uri:
-                    from videomp3 import embedded
-
-                    uri = embedded.mongodb_uri()
-                _client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, appname="videomp3")
-    return _client[settings.MONGODB_DB]
+                _client = _new_client()
+            client = _client
+    return client
 
 
-def reset_client() -> None:
-    """Forget the client (tests switch databases; a forked process must not share sockets)."""
-    global _client
-    with _client_lock:
-        if _client is not None:
-            _client.close()
-        _client = None
+def _database():
+    return _get_client()[settings.MONGODB_DB]
 
 
 def _bucket(name: str) -> gridfs.GridFSBucket:
     return gridfs.GridFSBucket(_database(), bucket_name=name, chunk_size_bytes=CHUNK_SIZE)
 
 
-def _stored_id(file_id: str):
-    """Videos get ObjectIds (as the original system's fids); MP3s get ids derived from their job."""
-    return ObjectId(file_id) if _OBJECT_ID.match(file_id or "") else file_id
+def reset_client() -> None:
+    """Close and forget the client (tests switch servers; a forked process must not share sockets)."""
+    global _client
+    with _client_lock:
+        client, _client = _client, None
+    if client is not None:
+        client.close()
+
+
+@contextmanager
+def _driver_errors(action: str):
+    """Turn every driver error into StorageError with a sentence; log the driver's detail for operators."""
+    try:
+        yield
+    except NoFile:
+        raise StoredFileNotFound(NOT_FOUND) from None
+    except ConnectionFailure as exc:  # also AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+        logger.warning("MongoDB unreachable while %s: %s", action, exc)
+        raise StorageError(UNREACHABLE) from exc
+    except PyMongoError as exc:  # OperationFailure, CorruptGridFile, WriteError...
+        logger.warning("MongoDB failed while %s: %s", action, exc)
+        raise StorageError(FAILED) from exc
+
+
+def _stored_id(file_id: str | ObjectId) -> ObjectId | str:
+    """The _id as stored: videos get ObjectIds (like the original system's fids), MP3s ids derived from their job.
+
+    Anything that is not a non-empty string is refused, so an id can never smuggle a query operator.
+    """
+    if isinstance(file_id, ObjectId):
+        return file_id
+    if not isinstance(file_id, str) or not file_id:
+        raise StoredFileNotFound(NOT_FOUND)
+    return ObjectId(file_id) if _OBJECT_ID_HEX.fullmatch(file_id) else file_id
+
+
+# --- administration ------------------------------------------------------------------------
 
 
 def ping() -> None:
-    try:
+    """Raise StorageError unless the server answers."""
+    with _driver_errors("pinging"):
         _database().command("ping")
-    except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
 
 
 def drop_database() -> None:
-    try:
-        _database().client.drop_database(settings.MONGODB_DB)
-    except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
+    """Drop settings.MONGODB_DB (tests' cleanup)."""
+    with _driver_errors("dropping the database"):
+        _get_client().drop_database(settings.MONGODB_DB)
+
+
+# --- writing -------------------------------------------------------------------------------
 
 
 def save_stream(
@@ -104,75 +170,169 @@ def save_stream(
     file_id: str | None = None,
     metadata: dict | None = None,
 ) -> StoredFile:
-    """Store a stream chunk by chunk; an explicit file_id replaces the file that had it.
+    """Store a stream chunk by chunk and return its id, size and sha256.
 
-    A failure mid-way aborts the upload, which removes the chunks already written.
+    An explicit file_id replaces the file that had it (a retried conversion replaces its MP3
+    instead of adding one). A failure mid-way removes what was written: a store failure raises
+    StorageError, an error raised by the stream itself propagates unchanged.
     """
+    if file_id is not None and (not isinstance(file_id, str) or not file_id):
+        raise ValueError(f"file_id must be a non-empty string, not {file_id!r}")
+    stored_id = _stored_id(file_id) if file_id is not None else ObjectId()
     digest = hashlib.sha256()
     size = 0
-    try:
-        target = _bucket(bucket)
-        stored_id = _stored_id(file_id) if file_id else ObjectId()
-        if file_id:
+    with _driver_errors(f"storing {bucket}/{stored_id}"):
+        if file_id is not None:
             _delete_by_id(bucket, stored_id)
-        grid_in = target.open_upload_stream_with_id(
+        # GridFS has no rename, and the spec keeps contentType in metadata nowadays.
+        grid_in = _bucket(bucket).open_upload_stream_with_id(
             stored_id, filename, metadata={**(metadata or {}), "contentType": content_type}
         )
         try:
+            # Hashing here rather than with upload_from_stream: the data passes through once.
             while chunk := stream.read(CHUNK_SIZE):
                 digest.update(chunk)
                 size += len(chunk)
                 grid_in.write(chunk)
+            grid_in.close()  # writes the last chunk and then the files document
         except BaseException:
-            grid_in.abort()
+            _abort_quietly(grid_in, bucket, stored_id)
             raise
-        grid_in.close()
-    except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
     return StoredFile(file_id=str(stored_id), size=size, sha256=digest.hexdigest())
 
 
-def save_path(bucket: str, path: str | os.PathLike, **kwargs) -> StoredFile:
-    with open(path, "rb") as source:
-        return save_stream(bucket, source, **kwargs)
-
-
-def open_file(bucket: str, file_id: str) -> gridfs.GridOut:
-    """A readable, seekable file with .length; StoredFileNotFound for an unknown or malformed id."""
+def _abort_quietly(grid_in, bucket: str, stored_id) -> None:
+    # abort() deletes the chunks (and files document) written so far. When the server is gone it
+    # fails too; the original error matters more, and delete() later removes the orphan chunks.
     try:
-        return _bucket(bucket).open_download_stream(_stored_id(file_id))
-    except gridfs.errors.NoFile:
-        raise StoredFileNotFound("The file is no longer stored.") from None
+        grid_in.abort()
     except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
+        logger.warning("could not remove the partial upload %s/%s: %s", bucket, stored_id, exc)
 
 
-def iter_range(bucket: str, file_id: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Bytes start..end (inclusive) in chunks, for HTTP Range responses."""
-    grid_out = open_file(bucket, file_id)
+def save_path(
+    bucket: str,
+    path: str | os.PathLike,
+    *,
+    filename: str,
+    content_type: str,
+    file_id: str | None = None,
+    metadata: dict | None = None,
+) -> StoredFile:
+    """save_stream() for a local file."""
+    with open(path, "rb") as source:
+        return save_stream(
+            bucket, source, filename=filename, content_type=content_type, file_id=file_id, metadata=metadata
+        )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+class StoredFileReader(io.RawIOBase):
+    """A stored file opened for reading: readable, seekable, with .length, and StorageError on driver errors.
+
+    A thin wrapper over GridOut so that reading a file callers hold open still never raises pymongo types.
+    """
+
+    def __init__(self, grid_out: gridfs.GridOut):
+        super().__init__()
+        self._grid_out = grid_out
+
+    @property
+    def file_id(self) -> str:
+        return str(self._grid_out._id)
+
+    @property
+    def length(self) -> int:
+        return int(self._grid_out.length)
+
+    @property
+    def filename(self) -> str | None:
+        return self._grid_out.filename
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._grid_out.metadata or {})
+
+    @property
+    def content_type(self) -> str | None:
+        return self.metadata.get("contentType")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        with _driver_errors(f"reading {self.file_id}"):
+            return self._grid_out.read(-1 if size is None else size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._grid_out.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._grid_out.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._grid_out.close()
+        super().close()
+
+
+def _open_grid_out(bucket: str, file_id: str) -> gridfs.GridOut:
+    stored_id = _stored_id(file_id)
+    with _driver_errors(f"opening {bucket}/{stored_id}"):
+        return _bucket(bucket).open_download_stream(stored_id)  # raises NoFile now, not at first read
+
+
+def open_file(bucket: str, file_id: str) -> StoredFileReader:
+    """The stored file, readable and seekable, with .length; StoredFileNotFound for an unknown or malformed id."""
+    return StoredFileReader(_open_grid_out(bucket, file_id))
+
+
+def iter_range(
+    bucket: str, file_id: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
+) -> Iterator[bytes]:
+    """Bytes start..end (inclusive; None = to the end) in chunks of at most chunk_size, for HTTP Range.
+
+    The file is opened now, so StoredFileNotFound raises here, before a response has started.
+    """
+    if start < 0 or (end is not None and end < start) or chunk_size <= 0:
+        raise ValueError(f"invalid byte range {start}-{end}")
+    grid_out = _open_grid_out(bucket, file_id)
+    return _iter_grid_out(grid_out, start, end, chunk_size)
+
+
+def _iter_grid_out(grid_out: gridfs.GridOut, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
     try:
         last = grid_out.length - 1 if end is None else min(end, grid_out.length - 1)
-        grid_out.seek(start)
         remaining = last - start + 1
-        while remaining > 0:
-            chunk = grid_out.read(min(chunk_size, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
-    except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
+        with _driver_errors(f"reading {grid_out._id}"):
+            grid_out.seek(start)
+            while remaining > 0:
+                chunk = grid_out.read(min(chunk_size, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
     finally:
         grid_out.close()
 
 
 def copy_to_path(bucket: str, file_id: str, path: str | os.PathLike) -> int:
-    """Stream a stored file to local disk; the file appears whole or not at all."""
+    """Stream a stored file to local disk and return its size; the file appears whole or not at all."""
     partial = f"{os.fspath(path)}.part"
     size = 0
     try:
         with open(partial, "wb") as target:
-            for chunk in iter_range(bucket, file_id):
+            for chunk in iter_range(bucket, file_id, chunk_size=CHUNK_SIZE):
                 target.write(chunk)
                 size += len(chunk)
         os.replace(partial, path)
@@ -182,24 +342,31 @@ def copy_to_path(bucket: str, file_id: str, path: str | os.PathLike) -> int:
     return size
 
 
-def _delete_by_id(bucket: str, stored_id) -> bool:
+def file_exists(bucket: str, file_id: str) -> bool:
+    try:
+        stored_id = _stored_id(file_id)
+    except StoredFileNotFound:
+        return False
+    with _driver_errors(f"looking up {bucket}/{stored_id}"):
+        return _database()[f"{bucket}.files"].count_documents({"_id": stored_id}, limit=1) > 0
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+
+def _delete_by_id(bucket: str, stored_id: ObjectId | str) -> bool:
     database = _database()
     removed = database[f"{bucket}.files"].delete_one({"_id": stored_id}).deleted_count
-    # Chunks go too even without a files document: an interrupted write leaves only chunks.
+    # Chunks go too even without a files document: an interrupted write can leave only chunks.
     database[f"{bucket}.chunks"].delete_many({"files_id": stored_id})
     return bool(removed)
 
 
 def delete(bucket: str, file_id: str) -> bool:
-    """Remove a file and its chunks; False when there was none."""
+    """Remove a file and its chunks; False when there was no such file."""
     try:
-        return _delete_by_id(bucket, _stored_id(file_id))
-    except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
-
-
-def file_exists(bucket: str, file_id: str) -> bool:
-    try:
-        return _database()[f"{bucket}.files"].count_documents({"_id": _stored_id(file_id)}, limit=1) > 0
-    except PyMongoError as exc:
-        raise StorageError(UNREACHABLE) from exc
+        stored_id = _stored_id(file_id)
+    except StoredFileNotFound:
+        return False
+    with _driver_errors(f"deleting {bucket}/{stored_id}"):
+        return _delete_by_id(bucket, stored_id)

@@ -2,21 +2,30 @@
 
 Messages are JSON `{"v": 1, "job_id": "<uuid>"}` plus optional fields. With AMQP_URL set they go
 through RabbitMQ: durable quorum queues that dead-letter to `<name>.dead`, persistent messages,
-publisher confirms, publishing only after the job's transaction commits. With AMQP_URL empty
-an in-process queue stands in, valid only when every role runs in one process (`make run`).
+publisher confirms, publishing only after the job's transaction commits. With AMQP_URL empty an
+in-process queue stands in, valid only when every role runs in one process (`make run`).
+
+Settings are read at call time, so tests can switch AMQP_URL and QUEUE_PREFIX with overrides.
+pika is not thread-safe: every connection here belongs to exactly one thread (the only
+cross-thread call is `add_callback_threadsafe`, which exists for that purpose).
 """
 
 import json
 import logging
 import queue as queue_module
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
+from urllib.parse import parse_qs, urlsplit
 
 import pika
 from django.conf import settings
 from django.db import transaction
-from pika.exceptions import AMQPError, NackError, UnroutableError
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import AMQPError, ChannelClosedByBroker, ConsumerCancelled, NackError, UnroutableError
 
 logger = logging.getLogger(__name__)
 
@@ -24,16 +33,40 @@ VIDEO = "video"
 MP3 = "mp3"
 QUEUES = (VIDEO, MP3)
 MESSAGE_VERSION = 1
-# RabbitMQ dead-letters a message after this many deliveries (on 3.10 a nack with requeue counts too),
-# so a message that crashes its consumer every time cannot loop forever.
+
+# RabbitMQ dead-letters a message once it has been delivered this many times. On 3.10 both a
+# redelivery after a lost consumer and a basic_nack(requeue=True) count, so a message that makes
+# its handler fail every time ends in `<name>.dead` instead of looping forever.
 DELIVERY_LIMIT = 20
+# Proposed unless the URL sets `heartbeat=`: a dead peer is noticed within about a minute.
+DEFAULT_HEARTBEAT_SECONDS = 30
+# A publisher blocked by a broker resource alarm gives up after this long instead of hanging a request.
+DEFAULT_BLOCKED_CONNECTION_TIMEOUT_SECONDS = 60
 MAX_RECONNECT_DELAY = 30.0
+# How long ack_current_message() waits for the consuming thread to send the ack.
+EARLY_ACK_WAIT_SECONDS = 10.0
+
+UNREACHABLE = "The message broker (RabbitMQ) is unreachable; try again in a minute."
 
 Handler = Callable[[dict], object]
 
 
 class BrokerError(Exception):
     """The broker is unreachable or refused a message; str() is a sentence."""
+
+
+class RejectMessage(Exception):
+    """Raised by a handler for a message that can never succeed (e.g. its job does not exist).
+
+    The message goes to the dead-letter queue at once instead of being retried.
+    """
+
+
+# The message the current thread is handling: lets ack_current_message() find its delivery.
+_handling = threading.local()
+
+
+# --- names, arguments and bodies: the contract shared by both transports -------------------------
 
 
 def queue_name(name: str) -> str:
@@ -45,13 +78,17 @@ def dead_letter_queue_name(name: str) -> str:
 
 
 def queue_arguments(name: str) -> dict:
-    """The one place queue arguments live: RabbitMQ refuses to redeclare a queue with other arguments."""
+    """The work queues' arguments, in this one place: RabbitMQ refuses to redeclare a queue with other ones."""
     return {
         "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": dead_letter_queue_name(name),
+        "x-dead-letter-exchange": "",  # the default exchange routes by queue name...
+        "x-dead-letter-routing-key": dead_letter_queue_name(name),  # ...to `<name>.dead`
         "x-delivery-limit": DELIVERY_LIMIT,
     }
+
+
+# Dead-letter queues only hold messages for a person to inspect: no dead-lettering of their own.
+DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
 
 
 def encode(job_id: str, **extra) -> bytes:
@@ -64,181 +101,407 @@ def decode(body: bytes) -> dict:
         message = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(message, dict) or message.get("v") != MESSAGE_VERSION:
-        raise ValueError(f"unknown message version: {message.get('v') if isinstance(message, dict) else message!r}")
+    if not isinstance(message, dict):
+        raise ValueError(f"not a JSON object: {type(message).__name__}")
+    version = message.get("v")
+    if type(version) is not int or version != MESSAGE_VERSION:  # `true == 1` in Python, not here
+        raise ValueError(f"unknown message version {version!r}")
     if not isinstance(message.get("job_id"), str) or not message["job_id"]:
         raise ValueError("no job_id")
     return message
 
 
+# --- RabbitMQ --------------------------------------------------------------------------------
+
+
+def _parameters(url: str) -> pika.URLParameters:
+    parameters = pika.URLParameters(url)
+    given = {name.lower() for name in parse_qs(urlsplit(url).query)}
+    # Defaults only where the URL is silent, so an operator can tune them in AMQP_URL.
+    if "heartbeat" not in given:
+        parameters.heartbeat = DEFAULT_HEARTBEAT_SECONDS
+    if "blocked_connection_timeout" not in given:
+        parameters.blocked_connection_timeout = DEFAULT_BLOCKED_CONNECTION_TIMEOUT_SECONDS
+    if "connection_attempts" not in given:
+        parameters.connection_attempts = 1  # callers decide how to retry
+    return parameters
+
+
+def _close_quietly(connection: pika.BlockingConnection) -> None:
+    try:
+        if connection.is_open:
+            connection.close()
+    except AMQPError as exc:
+        logger.debug("closing a broker connection failed: %s", exc)
+
+
+class _Backoff:
+    """Capped exponential delays between reconnections: 1 s, 2 s, 4 s ... 30 s."""
+
+    def __init__(self):
+        self.delay = 1.0
+
+    def next(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, MAX_RECONNECT_DELAY)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = 1.0
+
+
+@dataclass
+class _Delivery:
+    """One message being handled. The handler thread only sets events (and wakes the connection
+    thread); the connection thread alone calls the channel, so the connection never crosses threads."""
+
+    delivery_tag: int
+    message: dict
+    failure: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+    ack_requested: threading.Event = field(default_factory=threading.Event)
+    ack_sent: threading.Event = field(default_factory=threading.Event)
+    acked: bool = False
+
+
+def _wake() -> None:
+    """Scheduled with add_callback_threadsafe only to make process_data_events return early."""
+
+
+class _HandlerThread:
+    """Runs handlers one at a time on one thread that lasts as long as the consume() call.
+
+    One thread rather than one per message, because a handler that publishes opens a publisher
+    connection for its thread: this way there is one, reused, and closed when consuming ends.
+    Daemon, so a stuck handler never keeps the process alive after the worker's second signal.
+    """
+
+    def __init__(self, name: str, on_exit: Callable[[], None]):
+        self._tasks: queue_module.SimpleQueue[Callable[[], None] | None] = queue_module.SimpleQueue()
+        self._on_exit = on_exit
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            try:
+                task()
+            except Exception:  # a task is not supposed to raise; never let one end the thread
+                logger.exception("a handler task failed")
+        try:
+            self._on_exit()
+        except Exception:
+            logger.exception("cleaning up the handler thread failed")
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._tasks.put(task)
+
+    def close(self, timeout: float = 10) -> None:
+        self._tasks.put(None)
+        self._thread.join(timeout)
+
+
+def _wait_alive(stop: threading.Event, seconds: float, on_alive) -> None:
+    """Wait for a reconnect while still reporting alive: a worker waiting for its broker is not hung."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+        on_alive()
+        stop.wait(min(1.0, remaining))
+
+
 class RabbitTransport:
     def __init__(self, url: str):
         self.url = url
-        self._local = threading.local()  # pika connections must never cross threads
-        self._publishers: list[pika.BlockingConnection] = []
+        # One publisher channel per thread; kept here (not in a threading.local) so reset() can
+        # close them all and connections of threads that have ended can be closed.
+        self._publishers: dict[threading.Thread, BlockingChannel] = {}
         self._publishers_lock = threading.Lock()
-
-    def _parameters(self) -> pika.URLParameters:
-        parameters = pika.URLParameters(self.url)
-        parameters.connection_attempts = 1
-        parameters.socket_timeout = 10
-        parameters.blocked_connection_timeout = 60
-        return parameters
 
     def connect(self) -> pika.BlockingConnection:
         try:
-            return pika.BlockingConnection(self._parameters())
+            return pika.BlockingConnection(_parameters(self.url))
         except AMQPError as exc:
-            raise BrokerError("The message broker (RabbitMQ) is unreachable; try again in a minute.") from exc
+            raise BrokerError(UNREACHABLE) from exc
 
-    def declare_queues(self, channel=None) -> None:
+    def declare_queues(self, channel: BlockingChannel | None = None) -> None:
         if channel is None:
-            with _closing(self.connect()) as connection:
+            connection = self.connect()
+            try:
                 self.declare_queues(connection.channel())
+            except AMQPError as exc:
+                raise BrokerError(UNREACHABLE) from exc
+            finally:
+                _close_quietly(connection)
             return
         for name in QUEUES:
-            channel.queue_declare(dead_letter_queue_name(name), durable=True, arguments={"x-queue-type": "quorum"})
-            channel.queue_declare(queue_name(name), durable=True, arguments=queue_arguments(name))
+            try:
+                # The dead-letter queue first, so nothing is ever dead-lettered into the void.
+                channel.queue_declare(dead_letter_queue_name(name), durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+                channel.queue_declare(queue_name(name), durable=True, arguments=queue_arguments(name))
+            except ChannelClosedByBroker as exc:
+                # Configuration problems, not outages: a consumer stops instead of reconnecting forever.
+                if exc.reply_code == 406:  # PRECONDITION_FAILED: it exists with other arguments
+                    raise BrokerError(
+                        f"RabbitMQ already has a queue {queue_name(name)} (or its .dead queue) with other settings; "
+                        "delete it or set QUEUE_PREFIX so this version can declare its own."
+                    ) from exc
+                raise BrokerError(
+                    f"RabbitMQ refused to declare the queue {queue_name(name)} ({exc.reply_text}); "
+                    "check the permissions of the user in AMQP_URL."
+                ) from exc
 
-    def _publish_channel(self):
-        channel = getattr(self._local, "channel", None)
+    # --- publishing
+
+    def _publish_channel(self) -> BlockingChannel:
+        me = threading.current_thread()
+        with self._publishers_lock:
+            channel = self._publishers.get(me)
+            ended = [thread for thread in self._publishers if not thread.is_alive()]
+            orphans = [self._publishers.pop(thread) for thread in ended]
+        for orphan in orphans:  # their threads are gone, so nobody else touches these connections
+            _close_quietly(orphan.connection)
         if channel is not None and channel.is_open and channel.connection.is_open:
             return channel
         connection = self.connect()
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            # A queue must exist before a mandatory publish; declaring is idempotent.
+            self.declare_queues(channel)
+        except BaseException:
+            _close_quietly(connection)
+            raise
         with self._publishers_lock:
-            self._publishers.append(connection)
-        channel = connection.channel()
-        channel.confirm_delivery()
-        self.declare_queues(channel)
-        self._local.channel = channel
+            self._publishers[me] = channel
         return channel
+
+    def close_thread_publisher(self) -> None:
+        """Close the calling thread's publisher connection, if it has one."""
+        with self._publishers_lock:
+            channel = self._publishers.pop(threading.current_thread(), None)
+        if channel is not None:
+            _close_quietly(channel.connection)
 
     def publish(self, queue: str, body: bytes) -> None:
         properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json")
-        for attempt in (1, 2):  # a publisher connection may have died while idle: reopen once
+        for attempt in (1, 2):
             try:
-                self._publish_channel().basic_publish(
+                channel = self._publish_channel()  # BrokerError when it cannot connect at all
+                channel.basic_publish(
                     exchange="", routing_key=queue_name(queue), body=body, properties=properties, mandatory=True
                 )
                 return
-            except (UnroutableError, NackError) as exc:
+            except UnroutableError as exc:
+                # Deleted since this connection declared it: a new connection declares the queues again.
+                self.close_thread_publisher()
+                if attempt == 2:
+                    raise BrokerError(f"RabbitMQ has no queue {queue_name(queue)} to take the message.") from exc
+            except NackError as exc:
                 raise BrokerError(f"RabbitMQ refused the message for queue {queue_name(queue)}.") from exc
             except AMQPError as exc:
-                self._local.channel = None
+                # An idle publisher misses heartbeats and the broker drops it: reopen once.
+                self.close_thread_publisher()
                 if attempt == 2:
-                    raise BrokerError("The message broker (RabbitMQ) is unreachable; try again in a minute.") from exc
-                logger.warning("publisher connection lost (%s); reconnecting", exc.__class__.__name__)
+                    raise BrokerError(UNREACHABLE) from exc
+                logger.info("publisher connection lost (%s); reconnecting", exc.__class__.__name__)
+
+    # --- consuming
 
     def consume(self, queue: str, handle: Handler, *, stop: threading.Event, prefetch: int, on_alive) -> None:
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                connection = self.connect()
-            except BrokerError as exc:
-                logger.warning("%s Retrying in %.0f s.", exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, MAX_RECONNECT_DELAY)
-                continue
-            delay = 1.0
-            try:
-                self._consume_on(connection, queue, handle, stop=stop, prefetch=prefetch, on_alive=on_alive)
-            except AMQPError as exc:
-                logger.warning("lost the connection to RabbitMQ (%s); reconnecting", exc.__class__.__name__)
-            finally:
-                if connection.is_open:
-                    try:
-                        connection.close()
-                    except AMQPError:
-                        pass
+        runner = _HandlerThread(f"handle-{queue_name(queue)}", on_exit=self.close_thread_publisher)
+        backoff = _Backoff()
+        try:
+            while not stop.is_set():
+                try:
+                    connection = self.connect()
+                except BrokerError as exc:
+                    delay = backoff.next()
+                    logger.warning("cannot connect to RabbitMQ (%r); retrying in %.0f s", exc.__cause__, delay)
+                    _wait_alive(stop, delay, on_alive)
+                    continue
+                try:
+                    self._consume_on(connection, queue, handle, stop, prefetch, on_alive, runner, backoff)
+                except AMQPError as exc:
+                    delay = backoff.next()
+                    logger.warning(
+                        "lost the connection to RabbitMQ while consuming %s (%s: %s); reconnecting in %.0f s",
+                        queue_name(queue), exc.__class__.__name__, exc, delay,
+                    )
+                    _wait_alive(stop, delay, on_alive)
+                finally:
+                    _close_quietly(connection)
+        finally:
+            runner.close()
 
-    def _consume_on(self, connection, queue: str, handle: Handler, *, stop, prefetch: int, on_alive) -> None:
+    def _consume_on(self, connection, queue, handle, stop, prefetch, on_alive, runner, backoff) -> None:
+        """Consume on one connection until `stop` (returns) or the connection fails (raises AMQPError)."""
         channel = connection.channel()
         self.declare_queues(channel)
         channel.basic_qos(prefetch_count=prefetch)
-        deliveries: list[tuple[int, bytes]] = []
-        consumer_tag = channel.basic_consume(
-            queue_name(queue), lambda _channel, method, _properties, body: deliveries.append((method.delivery_tag, body))
-        )
-        logger.info("consuming %s", queue_name(queue))
-        while not stop.is_set():
-            on_alive()
-            connection.process_data_events(time_limit=1)
-            while deliveries and not stop.is_set():
-                delivery_tag, body = deliveries.pop(0)
-                self._handle_delivery(connection, channel, delivery_tag, body, handle, on_alive)
-        channel.basic_cancel(consumer_tag)
-        for delivery_tag, _ in deliveries:  # prefetched but not started: hand them back
-            channel.basic_nack(delivery_tag, requeue=True)
+        waiting: deque[tuple[int, bytes]] = deque()
+        # The broker cancels a consumer whose queue was deleted; without noticing, the loop would idle forever.
+        cancelled_by_broker: list[object] = []
+        channel.add_on_cancel_callback(cancelled_by_broker.append)
 
-    def _handle_delivery(self, connection, channel, delivery_tag: int, body: bytes, handle: Handler, on_alive) -> None:
+        def subscribe() -> str:
+            return channel.basic_consume(
+                queue_name(queue), lambda _ch, method, _properties, body: waiting.append((method.delivery_tag, body))
+            )
+
+        consumer_tag = subscribe()
+        backoff.reset()
+        logger.info("consuming %s", queue_name(queue))
+        consuming = True
+        paused = False  # unsubscribed while a handler that acked early still works
+        current: _Delivery | None = None
+        try:
+            while True:
+                on_alive()
+                if consuming and (stop.is_set() or cancelled_by_broker):
+                    # No new deliveries; pika nacks the ones it has not dispatched, we hand back ours.
+                    if not cancelled_by_broker:
+                        channel.basic_cancel(consumer_tag)
+                    consuming = paused = False
+                    while waiting:
+                        channel.basic_nack(waiting.popleft()[0], requeue=True)
+                if current is not None and current.ack_requested.is_set() and not current.acked:
+                    if consuming:
+                        # Acking frees the prefetch window: unsubscribe first, so the broker does not hand
+                        # this worker a second message to sit on while the first one's work goes on.
+                        channel.basic_cancel(consumer_tag)
+                        consuming, paused = False, True
+                    channel.basic_ack(current.delivery_tag)
+                    current.acked = True
+                    current.ack_sent.set()
+                if current is not None and current.finished.is_set():
+                    self._settle(channel, current)
+                    current = None
+                if current is None:
+                    if paused and not stop.is_set():
+                        consumer_tag = subscribe()
+                        consuming, paused = True, False
+                    if not consuming:
+                        if stop.is_set():
+                            return
+                        # Reconnecting redeclares the queue and consumes again.
+                        raise ConsumerCancelled(f"RabbitMQ cancelled the consumer of {queue_name(queue)}")
+                    while waiting and current is None:
+                        current = self._start(connection, channel, *waiting.popleft(), handle, runner)
+                # Turning the I/O loop answers heartbeats while a handler works; the handler thread wakes it.
+                connection.process_data_events(time_limit=0 if current is None and waiting else 1)
+        except AMQPError:
+            if current is not None:
+                current.ack_sent.set()  # never acked: do not keep ack_current_message() waiting
+                if not current.finished.is_set():
+                    # Unacked, the message goes back to the queue; one handler at a time even across reconnections.
+                    logger.warning("waiting for the running handler before reconnecting")
+                    current.finished.wait()
+            raise
+
+    def _start(self, connection, channel, delivery_tag: int, body: bytes, handle: Handler, runner) -> _Delivery | None:
+        """Hand a delivery to the handler thread, or dead-letter it when no consumer could act on it."""
         try:
             message = decode(body)
         except ValueError as exc:
             logger.error("dead-lettering an unusable message (%s): %r", exc, body[:200])
             channel.basic_nack(delivery_tag, requeue=False)
-            return
-        # The work runs off this thread so the connection keeps answering heartbeats however long it takes.
-        finished = threading.Event()
-        failure: list[BaseException] = []
+            return None
+        delivery = _Delivery(delivery_tag, message)
 
-        def work():
+        def ack_early() -> None:  # on the handler thread, through ack_current_message()
+            delivery.ack_requested.set()
+            try:
+                connection.add_callback_threadsafe(_wake)
+            except AMQPError:
+                return  # the connection is gone; the broker will redeliver the message
+            if not delivery.ack_sent.wait(EARLY_ACK_WAIT_SECONDS):
+                logger.warning("the early ack of %s is still pending", message)
+
+        def work() -> None:  # on the handler thread
+            _handling.ack = ack_early
             try:
                 handle(message)
-            except BaseException as exc:  # noqa: BLE001 - reported to the connection thread
-                failure.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - reported on the connection thread, which settles it
+                delivery.failure = exc
             finally:
-                finished.set()
+                _handling.ack = None
+                delivery.finished.set()
+            try:
+                connection.add_callback_threadsafe(_wake)
+            except AMQPError:
+                pass  # the connection is gone; the broker requeues the unacked delivery itself
 
-        threading.Thread(target=work, name=f"handle-{message['job_id']}", daemon=True).start()
-        try:
-            while not finished.is_set():
-                on_alive()
-                connection.process_data_events(time_limit=0.5)
-        except AMQPError:
-            finished.wait()  # the delivery is requeued by the broker; let the work end before reconnecting
-            raise
-        if failure:
-            logger.error("handling %s failed; requeueing it", message, exc_info=failure[0])
-            channel.basic_nack(delivery_tag, requeue=True)
+        runner.submit(work)
+        return delivery
+
+    @staticmethod
+    def _settle(channel: BlockingChannel, delivery: _Delivery) -> None:
+        """Ack, dead-letter or requeue a delivery whose handler has finished (on the connection thread)."""
+        failure, message = delivery.failure, delivery.message
+        if failure is None:
+            if not delivery.acked:
+                channel.basic_ack(delivery.delivery_tag)
+        elif delivery.acked:
+            logger.error("handling %s failed after its message was acknowledged", message, exc_info=failure)
+        elif isinstance(failure, RejectMessage):
+            logger.warning("dead-lettering %s: %s", message, failure)
+            channel.basic_nack(delivery.delivery_tag, requeue=False)
         else:
-            channel.basic_ack(delivery_tag)
+            logger.error("handling %s failed; requeueing it", message, exc_info=failure)
+            channel.basic_nack(delivery.delivery_tag, requeue=True)
+
+    # --- administration
 
     def queue_depth(self, queue: str) -> int:
-        with _closing(self.connect()) as connection:
+        connection = self.connect()
+        try:
             channel = connection.channel()
-            self.declare_queues(channel)
+            self.declare_queues(channel)  # a queue nobody has used yet holds 0 messages, not an error
             return channel.queue_declare(queue_name(queue), passive=True).method.message_count
+        except AMQPError as exc:
+            raise BrokerError(UNREACHABLE) from exc
+        finally:
+            _close_quietly(connection)
 
     def ping(self) -> None:
-        self.connect().close()
+        _close_quietly(self.connect())
 
     def reset(self) -> None:
+        # Closes connections of other threads: only for tests and after a fork, when they are idle.
         with self._publishers_lock:
-            publishers, self._publishers = self._publishers, []
-        for connection in publishers:
-            try:
-                if connection.is_open:
-                    connection.close()
-            except AMQPError:
-                pass
-        self._local = threading.local()
+            channels, self._publishers = list(self._publishers.values()), {}
+        for channel in channels:
+            _close_quietly(channel.connection)
 
     def delete_queues(self) -> None:
-        with _closing(self.connect()) as connection:
+        if not settings.QUEUE_PREFIX:
+            # A guard for the tests' cleanup: never delete a deployment's unprefixed queues.
+            raise BrokerError("Refusing to delete queues without a QUEUE_PREFIX.")
+        connection = self.connect()
+        try:
             channel = connection.channel()
             for name in QUEUES:
                 channel.queue_delete(queue_name(name))
                 channel.queue_delete(dead_letter_queue_name(name))
+        except AMQPError as exc:
+            raise BrokerError(UNREACHABLE) from exc
+        finally:
+            _close_quietly(connection)
+
+
+# --- in-process ------------------------------------------------------------------------------
 
 
 class MemoryTransport:
-    """In-process queues for the embedded mode; the same message bodies, delivery limit and dead letters."""
+    """In-process queues for the embedded mode: the same bodies, delivery limit and dead letters.
+
+    Handlers run on the consuming thread: there is no connection to keep alive meanwhile.
+    """
 
     def __init__(self):
-        self._queues: dict[str, queue_module.Queue] = {}
+        self._queues: dict[str, queue_module.Queue[tuple[bytes, int]]] = {}
         self._lock = threading.Lock()
 
-    def _queue(self, full_name: str) -> queue_module.Queue:
+    def _queue(self, full_name: str) -> queue_module.Queue[tuple[bytes, int]]:
         with self._lock:
             return self._queues.setdefault(full_name, queue_module.Queue())
 
@@ -259,14 +522,30 @@ class MemoryTransport:
             except queue_module.Empty:
                 continue
             try:
-                handle(decode(body))
+                message = decode(body)
             except ValueError as exc:
                 logger.error("dead-lettering an unusable message (%s): %r", exc, body[:200])
                 self._queue(dead_letter_queue_name(queue)).put((body, deliveries))
+                continue
+            acked: list[bool] = []
+            _handling.ack = partial(acked.append, True)
+            try:
+                handle(message)
+            except RejectMessage as exc:
+                logger.warning("dead-lettering %s: %s", message, exc)
+                if not acked:  # an acknowledged message is gone already
+                    self._queue(dead_letter_queue_name(queue)).put((body, deliveries))
             except Exception:
-                logger.exception("handling a %s message failed; requeueing it", queue)
-                target = queue if deliveries + 1 < DELIVERY_LIMIT else f"{queue}.dead"
-                self._queue(queue_name(target)).put((body, deliveries + 1))
+                if acked:
+                    logger.exception("handling %s failed after its message was acknowledged", message)
+                    continue
+                logger.exception("handling %s failed; requeueing it", message)
+                # Like RabbitMQ's x-delivery-limit: a message that always fails ends in `<name>.dead`
+                # after the first delivery and DELIVERY_LIMIT redeliveries.
+                target = queue_name(queue) if deliveries < DELIVERY_LIMIT else dead_letter_queue_name(queue)
+                self._queue(target).put((body, deliveries + 1))
+            finally:
+                _handling.ack = None
 
     def queue_depth(self, queue: str) -> int:
         return self._queue(queue_name(queue)).qsize()
@@ -279,22 +558,10 @@ class MemoryTransport:
             self._queues.clear()
 
     def delete_queues(self) -> None:
-        self.reset()
+        return None  # nothing outlives the process
 
 
-class _closing:
-    def __init__(self, connection):
-        self.connection = connection
-
-    def __enter__(self):
-        return self.connection
-
-    def __exit__(self, *exc_info):
-        try:
-            self.connection.close()
-        except AMQPError:
-            pass
-
+# --- the public functions: choose the transport by settings at call time ------------------------
 
 _transports: dict[str, RabbitTransport | MemoryTransport] = {}
 _transports_lock = threading.Lock()
@@ -308,37 +575,69 @@ def _transport() -> RabbitTransport | MemoryTransport:
         return _transports[url]
 
 
-def declare_queues() -> None:
+def declare_queues(channel: BlockingChannel | None = None) -> None:
     """Declare the work queues and their dead-letter queues (idempotent; every role does it at start-up)."""
-    _transport().declare_queues()
+    _transport().declare_queues(channel)
 
 
 def publish(queue: str, job_id: str, **extra) -> None:
-    """Publish now: persistent, confirmed by the broker. Raises BrokerError."""
+    """Publish now: persistent, confirmed by the broker, refused when unroutable. Raises BrokerError."""
     _transport().publish(queue, encode(job_id, **extra))
+
+
+def publish_dead_letter(queue: str, job_id: str, *, reason: str, **extra) -> None:
+    """Put a message for a person to inspect straight into `<queue>.dead`, with the reason it is there."""
+    _transport().publish(f"{queue}.dead", encode(job_id, reason=reason, **extra))
 
 
 def publish_on_commit(queue: str, job_id: str, **extra) -> None:
     """Publish once the current transaction commits, so a consumer never sees an uncommitted job.
 
-    robust: a broker outage must not turn a committed upload into an error; the job stays
-    `queued` in the database, where recovery finds it.
+    robust: a broker outage after the commit must not turn a committed job into an error for the
+    caller (nor make it undo work, e.g. delete a stored upload); the failure is logged, and the job
+    stays `queued` in the database, where recovery re-publishes it.
     """
     transaction.on_commit(partial(publish, queue, job_id, **extra), robust=True)
 
 
 def consume(
-    queue: str, handle: Handler, *, stop: threading.Event, prefetch: int = 1, on_alive: Callable[[], None] = lambda: None
+    queue: str,
+    handle: Handler,
+    *,
+    stop: threading.Event,
+    prefetch: int = 1,
+    on_alive: Callable[[], None] = lambda: None,
 ) -> None:
-    """Feed each message of `queue` to `handle` until `stop` is set; ack after it returns, requeue if it raises."""
+    """Feed each message of `queue` to `handle(message)` until `stop` is set, reconnecting as needed.
+
+    Ack after handle returns (or when it calls ack_current_message()), requeue if it raises (the delivery
+    limit bounds the retries), dead-letter a message no consumer can read or whose handler raises
+    RejectMessage. Once `stop` is set it takes no new messages, lets the current one
+    finish, and returns. `on_alive` is called at least once a second (for liveness probes).
+    """
     _transport().consume(queue, handle, stop=stop, prefetch=prefetch, on_alive=on_alive)
 
 
+def ack_current_message() -> None:
+    """Acknowledge the message this handler is working on now, before the handler returns.
+
+    For work that has been taken over by the database (a committed claim), so the broker's consumer
+    timeout no longer bounds it. The consumer takes no other message until the handler returns, and a
+    failure after this point is only logged: the message is gone. Outside a handler (a test calling
+    the handler directly) it does nothing.
+    """
+    ack = getattr(_handling, "ack", None)
+    if ack is not None:
+        ack()
+
+
 def queue_depth(queue: str) -> int:
+    """Messages ready in `queue` (a name such as VIDEO or "video.dead", without the prefix)."""
     return _transport().queue_depth(queue)
 
 
 def ping() -> None:
+    """Raise BrokerError unless the broker accepts a connection."""
     _transport().ping()
 
 
@@ -352,4 +651,5 @@ def reset() -> None:
 
 
 def delete_queues() -> None:
+    """Delete this QUEUE_PREFIX's four queues on RabbitMQ (tests' cleanup); nothing for the in-process queue."""
     _transport().delete_queues()

@@ -1,16 +1,35 @@
-"""The long-running worker roles: a stop flag set by signals, and one consume loop per queue."""
+"""The long-running worker roles: signals, a heartbeat file, housekeeping, and one consume loop per queue."""
 
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
 from videomp3 import broker
 
 logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Touches WORKER_HEARTBEAT_FILE from the consume loop, so a liveness probe can tell a hung worker."""
+
+    def __init__(self, path: str, every: float = 5.0):
+        self.path = Path(path) if path else None
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if self.path is None or now - self._last < self.every:
+            return
+        self._last = now
+        self.path.touch()
 
 
 def run_worker(queue: str, handle: Callable[[dict], object], *, stop: threading.Event) -> None:
@@ -25,29 +44,61 @@ def run_worker(queue: str, handle: Callable[[dict], object], *, stop: threading.
         finally:
             connections.close_all()
 
-    broker.consume(queue, handle_with_fresh_connections, stop=stop)
+    broker.consume(queue, handle_with_fresh_connections, stop=stop, on_alive=Heartbeat(settings.WORKER_HEARTBEAT_FILE))
+
+
+def run_periodically(task: Callable[[], object], *, every: float, stop: threading.Event, name: str) -> threading.Thread:
+    """Run `task` every `every` seconds in a thread until `stop`; a failing run is logged and retried next time."""
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                task()
+            except Exception:  # noqa: BLE001 - housekeeping must never kill the worker
+                logger.warning("%s failed; will try again in %.0f s", name, every, exc_info=True)
+            finally:
+                connections.close_all()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class WorkerCommand(BaseCommand):
-    """A management command that consumes one queue; the first SIGTERM/SIGINT stops it gracefully."""
+    """A management command that consumes one queue.
+
+    The first SIGTERM/SIGINT stops taking messages and lets the current one finish for
+    SHUTDOWN_GRACE_SECONDS, after which `hand_back` is set so it gives its work back;
+    a second signal exits at once.
+    """
 
     queue: str
 
-    def handle_message(self, message: dict, stop: threading.Event) -> object:
+    def handle_message(self, message: dict, hand_back: threading.Event) -> object:
         raise NotImplementedError
+
+    def housekeeping(self) -> None:
+        """Periodic work beside the consume loop (none by default)."""
 
     def handle(self, *args, **options):
         stop = threading.Event()
+        hand_back = threading.Event()
 
         def request_stop(signum, frame):
             if stop.is_set():
                 logger.warning("second signal: exiting now")
                 raise SystemExit(1)
-            logger.info("signal %s: finishing the current message, then exiting", signal.Signals(signum).name)
+            grace = settings.SHUTDOWN_GRACE_SECONDS
+            logger.info("%s: finishing the current message (at most %d s), then exiting", signal.Signals(signum).name, grace)
             stop.set()
+            timer = threading.Timer(grace, hand_back.set)
+            timer.daemon = True
+            timer.start()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        if type(self).housekeeping is not WorkerCommand.housekeeping:
+            run_periodically(self.housekeeping, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
         logger.info("consuming queue %s", self.queue)
-        run_worker(self.queue, lambda message: self.handle_message(message, stop), stop=stop)
+        run_worker(self.queue, lambda message: self.handle_message(message, hand_back), stop=stop)
         logger.info("stopped cleanly")

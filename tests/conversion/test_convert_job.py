@@ -51,7 +51,8 @@ def test_a_redelivered_message_for_a_done_job_is_skipped(mongodb, rabbitmq, medi
     job = queued_job(media.make_media(media_files, "wav_pcm"))
     job_convert(job_id=str(job.id))
     assert job_convert(job_id=str(job.id)) == "skipped"
-    assert job_convert(job_id="00000000-0000-0000-0000-000000000000") == "skipped"
+    with pytest.raises(broker.RejectMessage):  # an unknown job: the message goes to the dead-letter queue
+        job_convert(job_id="00000000-0000-0000-0000-000000000000")
     job.refresh_from_db()
     assert job.attempts == 1 and broker.queue_depth(broker.MP3) == 1
 
@@ -67,10 +68,10 @@ def test_a_media_error_fails_the_job_with_a_sentence_and_keeps_the_video(mongodb
 
 def test_a_stopping_worker_hands_the_job_back(mongodb, rabbitmq, media_files):
     job = queued_job(media.make_media(media_files, "wav_pcm", seconds=60.0))
-    stopping = threading.Event()
-    stopping.set()
+    hand_back = threading.Event()
+    hand_back.set()
     with pytest.raises(ConversionHandedBack):
-        job_convert(job_id=str(job.id), stopping=stopping)
+        job_convert(job_id=str(job.id), hand_back=hand_back)
     job.refresh_from_db()
     assert job.status == "queued" and stored_file_count(storage.MP3S) == 0
 

@@ -39,6 +39,8 @@ def _kinds(s: float) -> dict[str, tuple[str, list[str]]]:
         "mov_h264_aac": (".mov", av + _H264 + ["-c:a", "aac", "-f", "mov"]),
         "ts_h264_aac": (".ts", av + _H264 + ["-c:a", "aac", "-f", "mpegts"]),
         "wav_pcm": (".wav", _audio(s) + ["-c:a", "pcm_s16le", "-f", "wav"]),
+        # Small on disk but slow to convert: long enough to catch a conversion in progress.
+        "opus_long_lowrate": (".opus", _audio(s) + ["-c:a", "libopus", "-b:a", "12k", "-ac", "1", "-f", "ogg"]),
         "ogg_vorbis": (".ogg", _audio(s) + ["-c:a", "libvorbis", "-f", "ogg"]),
         "mp3_audio": (".mp3", _audio(s) + ["-c:a", "libmp3lame", "-f", "mp3"]),
         "m4a_aac": (".m4a", _audio(s) + ["-c:a", "aac", "-movflags", "+faststart", "-f", "mp4"]),

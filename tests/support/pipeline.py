@@ -60,3 +60,14 @@ def stored_file_count(bucket: str) -> int:
     with pymongo.MongoClient(settings.MONGODB_URI) as client:
         database = client[settings.MONGODB_DB]
         return database[f"{bucket}.files"].count_documents({}) + database[f"{bucket}.chunks"].count_documents({})
+
+
+def stored_files_and_orphan_chunks(bucket: str) -> tuple[int, int]:
+    """(files in the bucket, chunks that belong to no file), read with pymongo directly."""
+    import pymongo
+
+    with pymongo.MongoClient(settings.MONGODB_URI) as client:
+        database = client[settings.MONGODB_DB]
+        file_ids = set(database[f"{bucket}.files"].distinct("_id"))
+        orphans = database[f"{bucket}.chunks"].count_documents({"files_id": {"$nin": list(file_ids)}})
+        return len(file_ids), orphans

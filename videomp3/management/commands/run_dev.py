@@ -10,8 +10,9 @@ from accounts.services import demo_user_ensure
 from conversion.services import job_convert
 from notifications.services import job_notify
 from uploads import storage
+from uploads.services import jobs_sweep
 from videomp3 import broker
-from videomp3.workers import run_worker
+from videomp3.workers import run_periodically, run_worker
 
 
 class Command(BaseCommand):
@@ -24,9 +25,10 @@ class Command(BaseCommand):
         storage.ping()  # starts the embedded MongoDB now, so a problem shows before the banner
         broker.declare_queues()
         stop = threading.Event()
+        run_periodically(jobs_sweep, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
         workers = [
             threading.Thread(
-                target=run_worker, args=(broker.VIDEO, lambda m: job_convert(job_id=m["job_id"], stopping=stop)),
+                target=run_worker, args=(broker.VIDEO, lambda m: job_convert(job_id=m["job_id"], hand_back=stop)),
                 kwargs={"stop": stop}, name="converter", daemon=True,
             ),
             threading.Thread(
