@@ -281,6 +281,11 @@ def jobs_sweep() -> dict[str, int]:
         _publish_video_message(job_id)
         counts["published"] += 1
 
+    # A converter that died right after committing `done` may have left the source video behind.
+    if not settings.KEEP_SOURCE_VIDEOS:
+        for job in Job.objects.filter(status=Job.Status.DONE, finished_at__lt=now - timedelta(seconds=2)).exclude(video_file_id=""):
+            job_source_video_discard(job=job)
+
     stale = now - timedelta(seconds=settings.STALE_NOTIFICATION_SECONDS)
     for job_id in Job.objects.filter(
         Q(status=Job.Status.DONE, notified_at__isnull=True, finished_at__lt=now - timedelta(seconds=2))
