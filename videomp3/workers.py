@@ -33,8 +33,10 @@ class Heartbeat:
 
 
 def run_worker(queue: str, handle: Callable[[dict], object], *, stop: threading.Event) -> None:
-    """Consume `queue` until `stop` is set; each message goes through `handle(message)`."""
-    broker.declare_queues()
+    """Consume `queue` until `stop` is set; each message goes through `handle(message)`.
+
+    The queues are declared on every (re)connection, so a broker that is down at start-up is waited for.
+    """
 
     def handle_with_fresh_connections(message: dict) -> None:
         # Each message may run on a new thread: its database connection must not outlive it.
