@@ -370,3 +370,30 @@ def job_record_notification(*, job_id) -> None:
 def job_release_notification(*, job_id) -> None:
     """The send failed: let the redelivered message try again at once."""
     Job.objects.filter(id=job_id, notified_at__isnull=True).update(notify_claimed_until=None)
+
+
+def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:
+    """Remove stored files no job needs: videos and MP3s whose job is gone or does not use them,
+    and chunks an interrupted write left without a file. Recent files are left alone, since an
+    upload or a conversion may be writing them right now."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    counts = {"videos": 0, "mp3s": 0, "orphan_chunks": 0}
+    for file_id, _metadata in storage.files_uploaded_before(storage.VIDEOS, cutoff):
+        if not Job.objects.filter(video_file_id=file_id).exists():
+            counts["videos"] += storage.delete(storage.VIDEOS, file_id)
+    for file_id, _metadata in storage.files_uploaded_before(storage.MP3S, cutoff):
+        in_use = Job.objects.filter(Q(mp3_file_id=file_id) | Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING))
+        if not in_use.exists():
+            counts["mp3s"] += storage.delete(storage.MP3S, file_id)
+    for bucket in (storage.VIDEOS, storage.MP3S):
+        for file_id in storage.orphan_chunk_file_ids(bucket, cutoff):
+            storage.delete(bucket, file_id)
+            counts["orphan_chunks"] += 1
+    return counts
+
+
+def _job_id_of_mp3(file_id: str):
+    try:
+        return uuid.UUID(file_id.removeprefix("mp3-"))
+    except ValueError:
+        return None

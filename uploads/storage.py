@@ -370,3 +370,27 @@ def delete(bucket: str, file_id: str) -> bool:
         return False
     with _driver_errors(f"deleting {bucket}/{stored_id}"):
         return _delete_by_id(bucket, stored_id)
+
+
+# --- finding leftovers ---------------------------------------------------------------------
+
+
+def files_uploaded_before(bucket: str, cutoff) -> Iterator[tuple[str, dict]]:
+    """(file id, metadata) of every file stored before `cutoff` (an aware datetime)."""
+    with _driver_errors(f"listing {bucket}"):
+        for document in _database()[f"{bucket}.files"].find({"uploadDate": {"$lt": cutoff}}, {"metadata": 1}):
+            yield str(document["_id"]), document.get("metadata") or {}
+
+
+def orphan_chunk_file_ids(bucket: str, cutoff) -> list[str]:
+    """Ids named by chunks that have no file document and were written before `cutoff`:
+    what an interrupted write left behind (a write in progress also has no file document yet)."""
+    with _driver_errors(f"looking for orphan chunks in {bucket}"):
+        database = _database()
+        known = set(database[f"{bucket}.files"].distinct("_id"))
+        orphans = {
+            chunk["files_id"]
+            for chunk in database[f"{bucket}.chunks"].find({"files_id": {"$nin": list(known)}}, {"files_id": 1})
+            if chunk["_id"].generation_time < cutoff
+        }
+    return [str(file_id) for file_id in orphans]

@@ -1,6 +1,7 @@
 """Every API error body carries a `detail` sentence a user can act on."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -19,6 +20,9 @@ def _first_message(errors) -> str:
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or unreachable: say so, instead of a 500 that looks like a bug.
+        return Response({"detail": "The database is unreachable right now; try again in a minute."}, status=503)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -1,0 +1,48 @@
+import io
+
+import pymongo
+import pytest
+from bson import ObjectId
+from django.conf import settings
+from django.core.management import call_command
+
+from tests.factories import user_create
+from tests.support.pipeline import stored_files_and_orphan_chunks
+from uploads import storage
+from uploads.models import Job
+
+pytestmark = pytest.mark.django_db
+
+
+def save(bucket, **kwargs):
+    return storage.save_stream(bucket, io.BytesIO(b"x" * 300_000), filename="f", content_type="application/octet-stream", **kwargs)
+
+
+def test_cleanup_removes_what_no_job_needs_and_keeps_the_rest(mongodb, capsys):
+    owner = user_create()
+    kept_video = save(storage.VIDEOS)
+    Job.objects.create(owner=owner, original_filename="a.mp4", size=1, video_file_id=kept_video.file_id)
+    done = Job.objects.create(owner=owner, original_filename="b.mp4", size=1, status="done", mp3_file_id="mp3-placeholder")
+    kept_mp3 = save(storage.MP3S, file_id=f"mp3-{done.id}")
+    Job.objects.filter(id=done.id).update(mp3_file_id=kept_mp3.file_id)
+    converting = Job.objects.create(owner=owner, original_filename="c.mp4", size=1, status="converting")
+    in_progress_mp3 = save(storage.MP3S, file_id=f"mp3-{converting.id}")
+
+    orphan_video = save(storage.VIDEOS)  # its upload died before the job row was written
+    save(storage.MP3S, file_id="mp3-00000000-0000-0000-0000-000000000000")  # its job was deleted
+    with pymongo.MongoClient(settings.MONGODB_URI) as client:  # chunks of an interrupted write
+        client[settings.MONGODB_DB]["videos.chunks"].insert_one({"files_id": ObjectId(), "n": 0, "data": b"partial"})
+
+    call_command("cleanup_storage", "--older-than", "0")
+    assert "removed 1 video(s), 1 MP3(s) and the chunks of 1 interrupted write(s)." in capsys.readouterr().out
+    assert storage.file_exists(storage.VIDEOS, kept_video.file_id)
+    assert not storage.file_exists(storage.VIDEOS, orphan_video.file_id)
+    assert storage.file_exists(storage.MP3S, kept_mp3.file_id) and storage.file_exists(storage.MP3S, in_progress_mp3.file_id)
+    assert stored_files_and_orphan_chunks(storage.VIDEOS) == (1, 0)
+    assert stored_files_and_orphan_chunks(storage.MP3S) == (2, 0)
+
+
+def test_recent_files_are_left_alone(mongodb):
+    save(storage.VIDEOS)
+    call_command("cleanup_storage")
+    assert stored_files_and_orphan_chunks(storage.VIDEOS)[0] == 1
