@@ -14,6 +14,7 @@ from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import read_emails, shared_service_env, stored_files_and_orphan_chunks, wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
+from tests.support.services import service_missing
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -184,3 +185,31 @@ def test_file_store_down_at_upload_is_503_and_stores_nothing(fault_env, uploader
     finally:
         secantus_server.start()
         storage.reset_client()
+
+
+def unacknowledged(queue: str) -> int:
+    """Unacknowledged deliveries of a queue on the machine's broker, as RabbitMQ itself counts them."""
+    import subprocess
+
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-q", "name", "messages_unacknowledged"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    counts = dict(line.split("\t") for line in listing.splitlines()[1:] if "\t" in line)
+    return int(counts[broker.queue_name(queue)])
+
+
+def test_a_long_conversion_holds_no_unacknowledged_message(fault_env, uploader, media_files, tmp_path):
+    """The claim is acknowledged at once, so RabbitMQ's consumer timeout can never cut a conversion short."""
+    import shutil
+
+    if shutil.which("rabbitmqctl") is None:
+        service_missing("rabbitmqctl is not installed; the machine's RabbitMQ cannot be inspected")
+    converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)
+    try:
+        job_id = upload(uploader, media.make_media(media_files, "opus_long_lowrate", seconds=900.0))
+        wait_for_job(job_id, lambda job: job.status == "converting" and job.progress > 0, timeout=60)
+        assert unacknowledged(broker.VIDEO) == 0
+        assert broker.queue_depth(broker.VIDEO) == 0
+        assert wait_for_job(job_id, lambda job: job.status == "done", timeout=120).attempts == 1
+    finally:
+        assert stop_process(converter) == 0
