@@ -319,7 +319,7 @@ def job_retry(*, job: Job) -> Job:
         if not updated:
             raise JobStateConflict("This job changed state meanwhile; reload it and try again.")
         job_queue_on_commit(job.id)
-    job.refresh_from_db()
+        job.refresh_from_db()  # inside the transaction: the state this request made, not a converter's next one
     return job
 
 
