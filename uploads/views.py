@@ -1,8 +1,48 @@
+"""The browser pages for jobs. They render the first data as JSON; static/videomp3/app.js keeps it live via /api/jobs/."""
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse
 
 from uploads import selectors
+from uploads.serializers import JobSerializer
+from uploads.services import too_large_sentence
+
+
+def _size_text(size: int) -> str:
+    """2147483648 -> "2 GB", 26214400 -> "25 MB" (binary units, as the page shows every size)."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def _page_config(request) -> dict:
+    return {
+        "jobsUrl": reverse("job-list"),
+        "homeUrl": reverse("home"),
+        "loginUrl": settings.LOGIN_URL,
+        "maxUploadSize": settings.MAX_UPLOAD_SIZE,
+        "maxUploadSizeText": _size_text(settings.MAX_UPLOAD_SIZE),
+        "tooLargeSentence": too_large_sentence(),
+    }
+
+
+@login_required
+def jobs_page(request):
+    """The home page: upload videos and watch the conversions."""
+    jobs = selectors.job_list_for_user(user=request.user)
+    page_size = settings.REST_FRAMEWORK["PAGE_SIZE"]
+    count = jobs.count()
+    initial = {
+        # The same shape as GET /api/jobs/ answers, so the page starts from what a poll would return.
+        "count": count,
+        "next": f"{reverse('job-list')}?page=2" if count > page_size else None,
+        "results": JobSerializer(jobs[:page_size], many=True, context={"request": request}).data,
+    }
+    return render(request, "uploads/jobs.html", {"config": _page_config(request), "initial_jobs": initial})
 
 
 @login_required
@@ -11,4 +51,7 @@ def job_page(request, job_id):
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     if job is None:
         raise Http404("No such job.")
-    return render(request, "uploads/job_detail.html", {"job": job})
+    data = JobSerializer(job, context={"request": request}).data
+    return render(
+        request, "uploads/job_detail.html", {"job": job, "config": _page_config(request), "initial_job": data}
+    )

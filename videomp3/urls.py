@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import original_login
@@ -8,7 +7,6 @@ from uploads import apis as upload_apis
 from videomp3 import health, metrics
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/api/docs/", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     # Probes and Prometheus: HealthCheckMiddleware answers them first; these routes name them.
     path("healthz", health.healthz, name="healthz"),

@@ -3,15 +3,36 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts.forms import ThrottledAuthenticationForm
+from accounts import views as account_views
+from accounts.forms import AppSetPasswordForm
 from uploads import views as upload_views
 
 urlpatterns = [
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="accounts/login.html", authentication_form=ThrottledAuthenticationForm),
-        name="login",
-    ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", upload_views.jobs_page, name="home"),
     path("jobs/<str:job_id>/", upload_views.job_page, name="job-page"),
+    # Sign in, sign up, sign out.
+    path("accounts/login/", account_views.SignInView.as_view(), name="login"),
+    path("accounts/logout/", account_views.SignOutView.as_view(), name="logout"),
+    path("accounts/signup/", account_views.sign_up, name="signup"),
+    # Password change while signed in (Django's views, the app's templates).
+    path("accounts/password/", account_views.PasswordChangeView.as_view(), name="password_change"),
+    # Password reset by email (Django's views, the app's templates).
+    path("accounts/password/reset/", account_views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "accounts/password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/password/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="accounts/password_reset_confirm.html", form_class=AppSetPasswordForm
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="accounts/password_reset_complete.html"),
+        name="password_reset_complete",
+    ),
 ]
