@@ -29,7 +29,9 @@ class UserOutputSerializer(serializers.Serializer):
     date_joined = serializers.DateTimeField()
 
 
-TokenPairSerializer = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
+TokenPairSerializer = inline_serializer(
+    "TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()}
+)
 
 
 def throttled_response(exc: services.LoginThrottled) -> Response:
@@ -74,7 +76,9 @@ class LogoutApi(APIView):
         try:
             RefreshToken(serializer.validated_data["refresh"]).blacklist()
         except TokenError:
-            return error(status.HTTP_401_UNAUTHORIZED, "This refresh token is invalid, expired or already used; sign in again.")
+            return error(
+                status.HTTP_401_UNAUTHORIZED, "This refresh token is invalid, expired or already used; sign in again."
+            )
         return Response({"detail": "Signed out."})
 
 
@@ -93,7 +97,10 @@ class RegisterApi(APIView):
     @extend_schema(request=CredentialsSerializer, responses={201: UserOutputSerializer})
     def post(self, request):
         if not settings.REGISTRATION_OPEN:
-            return error(status.HTTP_403_FORBIDDEN, "Registration is closed on this server; ask its administrator for an account.")
+            return error(
+                status.HTTP_403_FORBIDDEN,
+                "Registration is closed on this server; ask its administrator for an account.",
+            )
         serializer = CredentialsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         email = serializer.validated_data["email"]
@@ -124,7 +131,9 @@ def original_login(request):
     credentials = _basic_credentials(header)
     if credentials is None:
         return HttpResponse(
-            "malformed credentials: use HTTP Basic auth with email:password", status=401, content_type="text/plain; charset=utf-8"
+            "malformed credentials: use HTTP Basic auth with email:password",
+            status=401,
+            content_type="text/plain; charset=utf-8",
         )
     try:
         user = services.user_authenticate(request=request, email=credentials[0], password=credentials[1])

@@ -44,7 +44,9 @@ def user_register(*, email: str, password: str) -> User:
         with transaction.atomic():
             return User.objects.create_user(email=email, password=password)
     except IntegrityError:
-        raise ValidationError({"email": ["An account with this email address already exists; sign in instead."]}) from None
+        raise ValidationError(
+            {"email": ["An account with this email address already exists; sign in instead."]}
+        ) from None
 
 
 def login_failure_record(*, email: str, address: str) -> None:

@@ -119,7 +119,9 @@ class ChildLimits:
     memory_bytes: int | None = None
 
     @classmethod
-    def for_duration(cls, duration: float | None, *, base_seconds: int, seconds_per_second: float, memory_mb: int) -> "ChildLimits":
+    def for_duration(
+        cls, duration: float | None, *, base_seconds: int, seconds_per_second: float, memory_mb: int
+    ) -> "ChildLimits":
         """Time limits scaled to the input's duration, so a long film is not cut off and a hostile file cannot spin."""
         wall = base_seconds + seconds_per_second * (duration or 0)
         return cls(wall_seconds=wall, cpu_seconds=int(wall * 2) + 10, memory_bytes=memory_mb * 1024 * 1024)
@@ -212,7 +214,11 @@ def _is_playlist_or_script(head: bytes) -> bool:
 def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
-            command, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT, check=False,
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
             preexec_fn=_child_setup(_PROBE_LIMITS),
         )
     except subprocess.TimeoutExpired:
@@ -370,7 +376,11 @@ def convert_to_mp3(
     ]
     # fmt: on
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_child_setup(limits)
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_child_setup(limits),
     )
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf

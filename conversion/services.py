@@ -145,7 +145,9 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
             )
             mp3_duration = ffmpeg.media_duration(destination)
             failpoints.reached("writing", job.id)
-            stored = storage.save_path(storage.MP3S, destination, filename=job.mp3_filename, content_type="audio/mpeg", file_id=mp3_id)
+            stored = storage.save_path(
+                storage.MP3S, destination, filename=job.mp3_filename, content_type="audio/mpeg", file_id=mp3_id
+            )
     except ffmpeg.FfmpegCancelled:
         if watch.job_cancelled or lease.lost.is_set():
             logger.info("job %s was cancelled or taken over while converting", job.id)

@@ -18,9 +18,6 @@ from videomp3 import broker, failpoints
 logger = logging.getLogger(__name__)
 
 
-
-
-
 def job_page_url(job_id) -> str:
     return settings.PUBLIC_URL + reverse("job-page", args=[job_id])
 

@@ -305,8 +305,18 @@ def test_publish_dead_letter_leaves_a_trace_for_operators(rabbitmq):
     assert broker.queue_depth(broker.MP3) == 0
 
 
-@pytest.mark.parametrize("body", [b"not json", b"\xff\xfe", b'{"v": 2, "job_id": "x"}', b'{"v": true, "job_id": "x"}',
-                                  b'{"v": 1}', b'{"v": 1, "job_id": ""}', b"[1, 2]"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b'{"v": 2, "job_id": "x"}',
+        b'{"v": true, "job_id": "x"}',
+        b'{"v": 1}',
+        b'{"v": 1, "job_id": ""}',
+        b"[1, 2]",
+    ],
+)
 def test_unusable_messages_go_to_the_dead_letter_queue(rabbitmq, body):
     broker.declare_queues()
     publish_raw(rabbitmq, broker.VIDEO, body)

@@ -8,10 +8,10 @@ import pytest
 
 from tests.support.processes import PROJECT_DIR
 
-PROBE = '''
+PROBE = """
 def test_needs_rabbitmq(rabbitmq):
     pass
-'''
+"""
 
 
 def _run_probe(tmp_path, require: str) -> subprocess.CompletedProcess:
@@ -23,9 +23,26 @@ def _run_probe(tmp_path, require: str) -> subprocess.CompletedProcess:
         "REQUIRE_SERVICES": require,
     }
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-c", str(PROJECT_DIR / "pyproject.toml"), "--rootdir", str(PROJECT_DIR),
-         "-p", "tests.conftest", "-p", "no:cacheprovider", "-rs", str(probe)],
-        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(PROJECT_DIR / "pyproject.toml"),
+            "--rootdir",
+            str(PROJECT_DIR),
+            "-p",
+            "tests.conftest",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            str(probe),
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -43,7 +43,9 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc), level=messages.ERROR)
             return
         cancelled = sum(1 for result in results if result is not None)
-        self.message_user(request, f"{len(results) - cancelled} job(s) deleted, {cancelled} cancelled while converting.")
+        self.message_user(
+            request, f"{len(results) - cancelled} job(s) deleted, {cancelled} cancelled while converting."
+        )
 
     def delete_model(self, request, obj):
         services.job_delete(job=obj)

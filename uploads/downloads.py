@@ -33,7 +33,9 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
 
 def content_disposition(filename: str) -> str:
     """RFC 6266: an ASCII fallback plus the exact UTF-8 name in filename*."""
-    ascii_name = "".join(char if 32 <= ord(char) < 127 and char not in '"\\;' else "_" for char in filename) or "audio.mp3"
+    ascii_name = (
+        "".join(char if 32 <= ord(char) < 127 and char not in '"\\;' else "_" for char in filename) or "audio.mp3"
+    )
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 

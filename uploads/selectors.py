@@ -40,4 +40,7 @@ def job_get(*, job_id) -> Job | None:
 
 
 def job_is_cancelled(*, job_id) -> bool:
-    return Job.objects.filter(id=job_id, status=Job.Status.CANCELLED).exists() or not Job.objects.filter(id=job_id).exists()
+    return (
+        Job.objects.filter(id=job_id, status=Job.Status.CANCELLED).exists()
+        or not Job.objects.filter(id=job_id).exists()
+    )

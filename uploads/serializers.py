@@ -11,9 +11,25 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "status", "progress", "error", "filename", "size", "container", "audio_codec", "video_codec",
-            "duration", "mp3_file_id", "mp3_size", "mp3_duration", "attempts", "created_at", "started_at",
-            "finished_at", "notified_at", "links",
+            "id",
+            "status",
+            "progress",
+            "error",
+            "filename",
+            "size",
+            "container",
+            "audio_codec",
+            "video_codec",
+            "duration",
+            "mp3_file_id",
+            "mp3_size",
+            "mp3_duration",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "notified_at",
+            "links",
         ]
         read_only_fields = fields
 

@@ -239,7 +239,12 @@ def job_mark_failed(*, job_id, sentence: str, lease_owner: str | None = None, **
         jobs = jobs.filter(lease_owner=lease_owner)
     return bool(
         jobs.update(
-            status=Job.Status.FAILED, error=sentence, finished_at=timezone.now(), lease_owner="", lease_expires_at=None, **counters
+            status=Job.Status.FAILED,
+            error=sentence,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+            **counters,
         )
     )
 
@@ -260,15 +265,24 @@ def jobs_sweep() -> dict[str, int]:
                 "the file may be damaged. Re-export it and upload it again."
             )
             if dead_attempt.update(
-                status=Job.Status.FAILED, error=sentence, finished_at=now, recoveries=F("recoveries") + 1,
-                lease_owner="", lease_expires_at=None,
+                status=Job.Status.FAILED,
+                error=sentence,
+                finished_at=now,
+                recoveries=F("recoveries") + 1,
+                lease_owner="",
+                lease_expires_at=None,
             ):
                 counts["failed"] += 1
                 _dead_letter(broker.VIDEO, job.id, "crash recovery limit")
             continue
         if dead_attempt.update(
-            status=Job.Status.QUEUED, progress=0, recoveries=F("recoveries") + 1, lease_owner="",
-            lease_expires_at=None, published_at=None, retry_at=None,
+            status=Job.Status.QUEUED,
+            progress=0,
+            recoveries=F("recoveries") + 1,
+            lease_owner="",
+            lease_expires_at=None,
+            published_at=None,
+            retry_at=None,
         ):
             logger.warning("job %s: its converter died (lease expired); queued again", job.id)
             counts["recovered"] += 1
@@ -283,7 +297,9 @@ def jobs_sweep() -> dict[str, int]:
 
     # A converter that died right after committing `done` may have left the source video behind.
     if not settings.KEEP_SOURCE_VIDEOS:
-        for job in Job.objects.filter(status=Job.Status.DONE, finished_at__lt=now - timedelta(seconds=2)).exclude(video_file_id=""):
+        for job in Job.objects.filter(status=Job.Status.DONE, finished_at__lt=now - timedelta(seconds=2)).exclude(
+            video_file_id=""
+        ):
             job_source_video_discard(job=job)
 
     stale = now - timedelta(seconds=settings.STALE_NOTIFICATION_SECONDS)
@@ -310,11 +326,20 @@ def job_retry(*, job: Job) -> Job:
     if job.status != Job.Status.FAILED:
         raise JobStateConflict(f"Only a failed job can be retried; this one is {job.status}.")
     if not job.video_file_id or not storage.file_exists(storage.VIDEOS, job.video_file_id):
-        raise JobStateConflict("The uploaded video is no longer stored, so this job cannot be retried; upload it again.")
+        raise JobStateConflict(
+            "The uploaded video is no longer stored, so this job cannot be retried; upload it again."
+        )
     with transaction.atomic():
         updated = Job.objects.filter(id=job.id, status=Job.Status.FAILED).update(
-            status=Job.Status.QUEUED, error="", progress=0, finished_at=None, started_at=None, published_at=None,
-            recoveries=0, transient_failures=0, retry_at=None,
+            status=Job.Status.QUEUED,
+            error="",
+            progress=0,
+            finished_at=None,
+            started_at=None,
+            published_at=None,
+            recoveries=0,
+            transient_failures=0,
+            retry_at=None,
         )
         if not updated:
             raise JobStateConflict("This job changed state meanwhile; reload it and try again.")
@@ -327,8 +352,11 @@ def job_delete(*, job: Job) -> Job | None:
     """Remove a job and its files. A job being converted is cancelled instead: its converter
     notices, stops ffmpeg and stores nothing; the cancelled row stays until deleted again."""
     cancelled = Job.objects.filter(id=job.id, status=Job.Status.CONVERTING).update(
-        status=Job.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled by its owner while converting.",
-        lease_owner="", lease_expires_at=None,
+        status=Job.Status.CANCELLED,
+        finished_at=timezone.now(),
+        error="Cancelled by its owner while converting.",
+        lease_owner="",
+        lease_expires_at=None,
     )
     _job_files_delete(job)
     if cancelled:
@@ -364,7 +392,9 @@ def job_claim_notification(*, job_id, seconds: int = 60) -> Job | None:
 
 def job_record_notification(*, job_id) -> None:
     """The email was accepted by the mail server: never send it again."""
-    Job.objects.filter(id=job_id, notified_at__isnull=True).update(notified_at=timezone.now(), notify_claimed_until=None)
+    Job.objects.filter(id=job_id, notified_at__isnull=True).update(
+        notified_at=timezone.now(), notify_claimed_until=None
+    )
 
 
 def job_release_notification(*, job_id) -> None:
@@ -382,7 +412,9 @@ def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:
         if not Job.objects.filter(video_file_id=file_id).exists():
             counts["videos"] += storage.delete(storage.VIDEOS, file_id)
     for file_id, _metadata in storage.files_uploaded_before(storage.MP3S, cutoff):
-        in_use = Job.objects.filter(Q(mp3_file_id=file_id) | Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING))
+        in_use = Job.objects.filter(
+            Q(mp3_file_id=file_id) | Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING)
+        )
         if not in_use.exists():
             counts["mp3s"] += storage.delete(storage.MP3S, file_id)
     for bucket in (storage.VIDEOS, storage.MP3S):

@@ -29,7 +29,9 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": _first_message(exc.detail), "errors": exc.detail}
     elif isinstance(exc, exceptions.NotAuthenticated):
-        response.data = {"detail": "Sign in first: send 'Authorization: Bearer <access token>' (get one from POST /api/auth/token/)."}
+        response.data = {
+            "detail": "Sign in first: send 'Authorization: Bearer <access token>' (get one from POST /api/auth/token/)."
+        }
     elif isinstance(exc, exceptions.Throttled) and exc.wait:
         response["Retry-After"] = str(int(exc.wait) + 1)
     return response

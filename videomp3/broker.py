@@ -324,7 +324,10 @@ class RabbitTransport:
                     delay = backoff.next()
                     logger.warning(
                         "lost the connection to RabbitMQ while consuming %s (%s: %s); reconnecting in %.0f s",
-                        queue_name(queue), exc.__class__.__name__, exc, delay,
+                        queue_name(queue),
+                        exc.__class__.__name__,
+                        exc,
+                        delay,
                     )
                     _wait_alive(stop, delay, on_alive)
                 finally:

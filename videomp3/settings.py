@@ -27,7 +27,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG e
 
 if not DEBUG:
     if not SECRET_KEY or SECRET_KEY == _DEV_ONLY_KEY or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 32 characters when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to a random string of at least 32 characters when DEBUG is off."
+        )
     if not JWT_SIGNING_KEY or JWT_SIGNING_KEY == SECRET_KEY or len(JWT_SIGNING_KEY) < 32:
         raise ImproperlyConfigured(
             "JWT_SIGNING_KEY must be set to a random string of at least 32 characters, different from SECRET_KEY, when DEBUG is off."
@@ -213,7 +215,8 @@ METRICS_TOKEN = env_secret("METRICS_TOKEN")
 
 # --- Email -----------------------------------------------------------------------
 EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "emails"))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -262,7 +265,9 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "videomp3.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"pika": {"level": "WARNING"}},
 }

@@ -91,7 +91,9 @@ class WorkerCommand(BaseCommand):
                 logger.warning("second signal: exiting now")
                 raise SystemExit(1)
             grace = settings.SHUTDOWN_GRACE_SECONDS
-            logger.info("%s: finishing the current message (at most %d s), then exiting", signal.Signals(signum).name, grace)
+            logger.info(
+                "%s: finishing the current message (at most %d s), then exiting", signal.Signals(signum).name, grace
+            )
             stop.set()
             timer = threading.Timer(grace, hand_back.set)
             timer.daemon = True

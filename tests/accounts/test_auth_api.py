@@ -30,7 +30,9 @@ def basic(email, password):
 
 def test_register_creates_an_account_that_can_sign_in(client, settings):
     settings.REGISTRATION_OPEN = True
-    response = client.post("/api/auth/register/", {"email": "New@Example.com", "password": DEFAULT_PASSWORD}, format="json")
+    response = client.post(
+        "/api/auth/register/", {"email": "New@Example.com", "password": DEFAULT_PASSWORD}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert response.json()["email"] == "new@example.com"
     assert obtain(client, "new@example.com").status_code == 200
@@ -43,16 +45,22 @@ def test_register_refuses_weak_password_and_duplicate_with_sentences(client, set
     assert "password" in weak.json()["errors"]
     assert weak.json()["detail"].endswith(".")
     user_create(email="taken@example.com")
-    duplicate = client.post("/api/auth/register/", {"email": "taken@example.com", "password": DEFAULT_PASSWORD}, format="json")
+    duplicate = client.post(
+        "/api/auth/register/", {"email": "taken@example.com", "password": DEFAULT_PASSWORD}, format="json"
+    )
     assert duplicate.status_code == 400
     assert "already exists" in duplicate.json()["detail"]
-    bad_email = client.post("/api/auth/register/", {"email": "not-an-email", "password": DEFAULT_PASSWORD}, format="json")
+    bad_email = client.post(
+        "/api/auth/register/", {"email": "not-an-email", "password": DEFAULT_PASSWORD}, format="json"
+    )
     assert bad_email.status_code == 400
 
 
 def test_register_closed_is_403_with_a_sentence(client, settings):
     settings.REGISTRATION_OPEN = False
-    response = client.post("/api/auth/register/", {"email": "b@example.com", "password": DEFAULT_PASSWORD}, format="json")
+    response = client.post(
+        "/api/auth/register/", {"email": "b@example.com", "password": DEFAULT_PASSWORD}, format="json"
+    )
     assert response.status_code == 403
     assert "Registration is closed" in response.json()["detail"]
 
@@ -108,11 +116,16 @@ def _claims(user, **overrides):
 @pytest.mark.parametrize(
     "make_token",
     [
-        pytest.param(lambda u: jwt.encode(_claims(u, exp=int(time.time()) - 10), settings.JWT_SIGNING_KEY, "HS256"), id="expired"),
+        pytest.param(
+            lambda u: jwt.encode(_claims(u, exp=int(time.time()) - 10), settings.JWT_SIGNING_KEY, "HS256"), id="expired"
+        ),
         pytest.param(lambda u: jwt.encode(_claims(u), "some-other-key-" * 4, "HS256"), id="wrong-key"),
         pytest.param(lambda u: jwt.encode(_claims(u), None, "none"), id="alg-none"),
         pytest.param(lambda u: jwt.encode(_claims(u), settings.JWT_SIGNING_KEY, "HS512"), id="wrong-alg"),
-        pytest.param(lambda u: jwt.encode(_claims(u, token_type="refresh"), settings.JWT_SIGNING_KEY, "HS256"), id="refresh-as-access"),
+        pytest.param(
+            lambda u: jwt.encode(_claims(u, token_type="refresh"), settings.JWT_SIGNING_KEY, "HS256"),
+            id="refresh-as-access",
+        ),
         pytest.param(lambda u: "not.a.token", id="garbage"),
     ],
 )
@@ -229,7 +242,10 @@ def test_forged_forwarded_for_does_not_reset_the_throttle(client):
             HTTP_X_FORWARDED_FOR=f"203.0.113.{attempt}",
         )
     response = client.post(
-        "/api/auth/token/", {"email": "target@example.com", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR="198.51.100.1"
+        "/api/auth/token/",
+        {"email": "target@example.com", "password": "x"},
+        format="json",
+        HTTP_X_FORWARDED_FOR="198.51.100.1",
     )
     assert response.status_code == 429
 

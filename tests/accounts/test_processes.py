@@ -28,9 +28,13 @@ def test_login_throttle_is_shared_by_two_server_processes(tmp_path):
     with web_server(tmp_path / "web1.log") as first, web_server(tmp_path / "web2.log") as second:
         for attempt in range(10):
             server = (first, second)[attempt % 2]
-            status, _, _ = _post_json(f"{server}/api/auth/token/", {"email": "target@example.com", "password": f"guess {attempt}"})
+            status, _, _ = _post_json(
+                f"{server}/api/auth/token/", {"email": "target@example.com", "password": f"guess {attempt}"}
+            )
             assert status == 401
-        status, headers, body = _post_json(f"{second}/api/auth/token/", {"email": "target@example.com", "password": "guess"})
+        status, headers, body = _post_json(
+            f"{second}/api/auth/token/", {"email": "target@example.com", "password": "guess"}
+        )
         assert status == 429
         assert int(headers["Retry-After"]) > 0
         assert "Try again" in body["detail"]

@@ -16,7 +16,15 @@ from tests.support.services import free_port, service_missing, wait_for_port
 pytestmark = pytest.mark.e2e
 
 # Settings that would point `make run` at the test run's services instead of its embedded defaults.
-NOT_EMBEDDED = ("DATABASE_URL", "MONGODB_URI", "MONGODB_DB", "AMQP_URL", "QUEUE_PREFIX", "EMAIL_BACKEND", "EMAIL_FILE_PATH")
+NOT_EMBEDDED = (
+    "DATABASE_URL",
+    "MONGODB_URI",
+    "MONGODB_DB",
+    "AMQP_URL",
+    "QUEUE_PREFIX",
+    "EMAIL_BACKEND",
+    "EMAIL_FILE_PATH",
+)
 
 
 @pytest.fixture
@@ -26,12 +34,18 @@ def make_run(tmp_path):
     except ImportError:
         service_missing("SecantusDB is not installed (pip install -r requirements-dev.txt)")
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if name not in NOT_EMBEDDED and not name.startswith("MAKE")}
+    env = {
+        name: value for name, value in os.environ.items() if name not in NOT_EMBEDDED and not name.startswith("MAKE")
+    }
     env["VAR_DIR"] = str(tmp_path / "var")
     log_path = tmp_path / "make-run.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            ["make", "run", f"ADDR=127.0.0.1:{port}"], cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ["make", "run", f"ADDR=127.0.0.1:{port}"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:

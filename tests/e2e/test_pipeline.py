@@ -112,7 +112,9 @@ def test_every_input_kind_becomes_a_valid_mp3_with_one_email(workers, alice, med
         assert abs(info.duration - ffmpeg.media_duration(path)) < 0.2, (kind, info.duration)
 
     assert stored_file_count(storage.VIDEOS) == 0
-    emails = wait_until(lambda: len(read_emails(workers["email_dir"])) >= len(PIPELINE_INPUTS) and read_emails(workers["email_dir"]), 10)
+    emails = wait_until(
+        lambda: len(read_emails(workers["email_dir"])) >= len(PIPELINE_INPUTS) and read_emails(workers["email_dir"]), 10
+    )
     assert len(emails) == len(PIPELINE_INPUTS)  # exactly one each
     for _, job_id in uploaded.values():
         (message,) = [m for m in emails if job_id in email_text(m)]
@@ -145,7 +147,9 @@ def test_retry_of_a_failed_job_converts_it(workers, alice, media_files):
     job = Job.objects.get(id=job_id)
     path = media.make_media(media_files, "wav_pcm")
     stored = storage.save_path(storage.VIDEOS, path, filename="again.wav", content_type="audio/wav")
-    Job.objects.filter(id=job_id).update(status="failed", error="It failed.", video_file_id=stored.file_id, notified_at=None)
+    Job.objects.filter(id=job_id).update(
+        status="failed", error="It failed.", video_file_id=stored.file_id, notified_at=None
+    )
     response = alice.post(f"/api/jobs/{job_id}/retry/")
     assert response.status_code == 202 and response.json()["status"] == "queued"
     job = wait_for_job(job_id, lambda j: j.status == "done" and j.notified_at)
@@ -159,7 +163,12 @@ def test_range_requests(workers, alice, media_files):
     whole = b"".join(alice.get(f"/api/jobs/{job_id}/mp3").streaming_content)
     size = len(whole)
     assert size == job.mp3_size
-    for header, start, end in [("bytes=0-0", 0, 0), ("bytes=100-5000", 100, 5000), (f"bytes={size - 10}-", size - 10, size - 1), ("bytes=-20", size - 20, size - 1)]:
+    for header, start, end in [
+        ("bytes=0-0", 0, 0),
+        ("bytes=100-5000", 100, 5000),
+        (f"bytes={size - 10}-", size - 10, size - 1),
+        ("bytes=-20", size - 20, size - 1),
+    ]:
         response = alice.get(f"/api/jobs/{job_id}/mp3", HTTP_RANGE=header)
         assert response.status_code == 206, header
         assert response["Content-Range"] == f"bytes {start}-{end}/{size}"
@@ -200,7 +209,9 @@ def test_original_system_client_flow_over_http(workers, media_files, tmp_path):
     user_create(email="orig@example.com")
     env = shared_service_env(workers["email_dir"])
     with web_server(tmp_path / "web.log", **env) as base:
-        token_response = http.request("POST", f"{base}/login", headers={"Authorization": http.basic("orig@example.com", DEFAULT_PASSWORD)})
+        token_response = http.request(
+            "POST", f"{base}/login", headers={"Authorization": http.basic("orig@example.com", DEFAULT_PASSWORD)}
+        )
         assert token_response.status == 200
         token = token_response.body.decode()
         bearer = {"Authorization": f"Bearer {token}"}
@@ -228,7 +239,9 @@ LONG_SECONDS = 900.0  # converts in several seconds here: long enough to signal 
 
 
 @pytest.mark.parametrize(("grace", "expected"), [("0", "queued"), ("60", "done")], ids=["hand-back", "finish-in-grace"])
-def test_sigterm_mid_job_exits_0_and_the_job_completes_exactly_once(mongodb, rabbitmq, alice, media_files, tmp_path, grace, expected):
+def test_sigterm_mid_job_exits_0_and_the_job_completes_exactly_once(
+    mongodb, rabbitmq, alice, media_files, tmp_path, grace, expected
+):
     env = {**shared_service_env(tmp_path / "emails"), "SHUTDOWN_GRACE_SECONDS": grace}
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **env)
     try:

@@ -67,11 +67,15 @@ def upload(client, path):
 def wait_all_done(job_ids, timeout):
     deadline = time.monotonic() + timeout
     while Job.objects.filter(id__in=job_ids).exclude(status="done", notified_at__isnull=False).exists():
-        assert time.monotonic() < deadline, list(Job.objects.filter(id__in=job_ids).values_list("status", "published_at"))
+        assert time.monotonic() < deadline, list(
+            Job.objects.filter(id__in=job_ids).values_list("status", "published_at")
+        )
         time.sleep(0.5)
 
 
-def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(outage_env, private_broker, client, tmp_path, tmp_path_factory, settings):
+def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(
+    outage_env, private_broker, client, tmp_path, tmp_path_factory, settings
+):
     settings.QUEUE_PREFIX = outage_env["QUEUE_PREFIX"] = "outage-"
     path = media.make_media(tmp_path_factory.getbasetemp() / "media-cache", "wav_pcm", seconds=30.0)
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **outage_env)
@@ -100,7 +104,9 @@ def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(outage_env, p
         assert stop_process(notifier) == 0
 
 
-def test_upload_while_the_broker_is_down_is_202_and_completes_when_it_is_back(outage_env, private_broker, client, tmp_path, tmp_path_factory, settings):
+def test_upload_while_the_broker_is_down_is_202_and_completes_when_it_is_back(
+    outage_env, private_broker, client, tmp_path, tmp_path_factory, settings
+):
     settings.QUEUE_PREFIX = outage_env["QUEUE_PREFIX"] = "down-"
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **outage_env)
     notifier = manage_command(["run_notifier"], tmp_path / "notifier.log", **outage_env)

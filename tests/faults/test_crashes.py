@@ -93,7 +93,9 @@ def test_converter_killed_in_every_phase_still_converts_every_job_once(fault_env
             assert converter.wait(timeout=120) == -9, log_path.read_text()[-2000:]
         else:
             converter = manage_command(["run_converter"], log_path, **fault_env)
-            assert wait_until(lambda log_path=log_path, target=target: f"phase={target} " in log_path.read_text(), 120, 0.01)
+            assert wait_until(
+                lambda log_path=log_path, target=target: f"phase={target} " in log_path.read_text(), 120, 0.01
+            )
             time.sleep(rng.uniform(0, 0.05))  # a seeded random moment inside (or just after) the phase
             converter.kill()
             converter.wait()
@@ -115,14 +117,18 @@ def test_converter_killed_in_every_phase_still_converts_every_job_once(fault_env
         assert stop_process(notifier) == 0
 
 
-def test_notifier_killed_before_sending_and_after_recording_sends_one_email_each(fault_env, uploader, media_files, tmp_path):
+def test_notifier_killed_before_sending_and_after_recording_sends_one_email_each(
+    fault_env, uploader, media_files, tmp_path
+):
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)  # its sweeper re-sends
     try:
         job_ids = [upload(uploader, media.make_media(media_files, "wav_pcm")) for _ in range(3)]
         for job_id in job_ids:
             wait_for_job(job_id, lambda job: job.status == "done")
         for point in ("notify-claimed", "notify-recorded"):
-            notifier = manage_command(["run_notifier"], tmp_path / f"notifier-{point}.log", **fault_env, FAILPOINTS=point)
+            notifier = manage_command(
+                ["run_notifier"], tmp_path / f"notifier-{point}.log", **fault_env, FAILPOINTS=point
+            )
             assert notifier.wait(timeout=60) == -9
             assert f"phase={point} " in (tmp_path / f"notifier-{point}.log").read_text()
         notifier = manage_command(["run_notifier"], tmp_path / "notifier.log", **fault_env)
@@ -134,13 +140,19 @@ def test_notifier_killed_before_sending_and_after_recording_sends_one_email_each
         assert stop_process(converter) == 0
 
 
-def test_poison_messages_are_dead_lettered_once_and_the_worker_goes_on(fault_env, uploader, media_files, tmp_path, rabbitmq):
+def test_poison_messages_are_dead_lettered_once_and_the_worker_goes_on(
+    fault_env, uploader, media_files, tmp_path, rabbitmq
+):
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)
     try:
         broker.declare_queues()
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
         channel = connection.channel()
-        for body in (b"{not json", b'{"v": 99, "job_id": "x"}', b'{"v": 1, "job_id": "00000000-0000-0000-0000-000000000000"}'):
+        for body in (
+            b"{not json",
+            b'{"v": 99, "job_id": "x"}',
+            b'{"v": 1, "job_id": "00000000-0000-0000-0000-000000000000"}',
+        ):
             channel.basic_publish("", broker.queue_name(broker.VIDEO), body, pika.BasicProperties(delivery_mode=2))
         connection.close()
         job_id = upload(uploader, media.make_media(media_files, "wav_pcm"))
@@ -152,7 +164,9 @@ def test_poison_messages_are_dead_lettered_once_and_the_worker_goes_on(fault_env
         assert stop_process(converter) == 0
 
 
-def test_file_store_down_during_a_conversion_then_back_the_job_completes(fault_env, uploader, media_files, tmp_path, secantus_server):
+def test_file_store_down_during_a_conversion_then_back_the_job_completes(
+    fault_env, uploader, media_files, tmp_path, secantus_server
+):
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)
     try:
         job_id = upload(uploader, media.make_media(media_files, "opus_long_lowrate", seconds=900.0))
@@ -192,7 +206,11 @@ def unacknowledged(queue: str) -> int:
     import subprocess
 
     listing = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "name", "messages_unacknowledged"], capture_output=True, text=True, timeout=60, check=True
+        ["rabbitmqctl", "list_queues", "-q", "name", "messages_unacknowledged"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     counts = dict(line.split("\t") for line in listing.splitlines()[1:] if "\t" in line)
     return int(counts[broker.queue_name(queue)])

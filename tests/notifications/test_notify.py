@@ -10,8 +10,14 @@ pytestmark = pytest.mark.django_db
 
 def done_job(**fields) -> Job:
     return Job.objects.create(
-        owner=user_create(email="owner@example.com"), original_filename="Talk – ünïcode.mp4", size=10,
-        status=Job.Status.DONE, mp3_file_id="mp3-x", mp3_size=5, mp3_duration=61.2, **fields,
+        owner=user_create(email="owner@example.com"),
+        original_filename="Talk – ünïcode.mp4",
+        size=10,
+        status=Job.Status.DONE,
+        mp3_file_id="mp3-x",
+        mp3_size=5,
+        mp3_duration=61.2,
+        **fields,
     )
 
 

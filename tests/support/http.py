@@ -23,7 +23,9 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def request(method: str, url: str, *, body: bytes | None = None, headers: dict | None = None, timeout: float = 60) -> Reply:
+def request(
+    method: str, url: str, *, body: bytes | None = None, headers: dict | None = None, timeout: float = 60
+) -> Reply:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:

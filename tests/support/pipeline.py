@@ -30,7 +30,9 @@ def wait_for_job(job_id, predicate, timeout: float = 60) -> Job:
         if predicate(job):
             return job
         if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} did not reach the expected state in {timeout}s; it is {job.status} ({job.error})")
+            raise AssertionError(
+                f"job {job_id} did not reach the expected state in {timeout}s; it is {job.status} ({job.error})"
+            )
         time.sleep(0.2)
 
 

@@ -45,12 +45,16 @@ class PrivateRabbitMQ:
     def start(self, timeout: float = 90) -> None:
         # In the foreground as a background process: `rabbitmq-server -detached` fails silently here.
         with open(self.base / "server.out", "ab") as out:
-            self.process = subprocess.Popen(["rabbitmq-server"], env=self._env(), stdout=out, stderr=subprocess.STDOUT, cwd="/tmp")
+            self.process = subprocess.Popen(
+                ["rabbitmq-server"], env=self._env(), stdout=out, stderr=subprocess.STDOUT, cwd="/tmp"
+            )
         if not wait_for_port(self.port, timeout):
             raise RuntimeError(f"private RabbitMQ did not start; see {self.base / 'server.out'}")
 
     def stop(self) -> None:
-        subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], env=self._env(), capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            ["rabbitmqctl", "-n", self.node, "stop"], env=self._env(), capture_output=True, timeout=60, check=False
+        )
         if self.process is not None:
             try:
                 self.process.wait(timeout=30)

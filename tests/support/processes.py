@@ -28,7 +28,9 @@ def test_database_url() -> str:
 def role_env(**overrides: str) -> dict[str, str]:
     """Environment for a role process: the test database, plus the given overrides."""
     env = dict(os.environ)
-    env.update({"DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "videomp3.settings", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {"DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "videomp3.settings", "PYTHONUNBUFFERED": "1"}
+    )
     env.update(overrides)
     return env
 
@@ -39,8 +41,20 @@ def web_server(log_path: Path, **env_overrides: str):
     port = free_port()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "videomp3.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--threads", "4", "--timeout", "120"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "videomp3.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "--timeout",
+                "120",
+            ],
             cwd=PROJECT_DIR,
             env=role_env(**env_overrides),
             stdout=log,

@@ -61,8 +61,17 @@ class SecantusProcess:
             raise FileNotFoundError("secantusd-py is not installed (pip install -r requirements-dev.txt)")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [executable, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", str(self.storage_path),
-                 "--log-level", "WARNING"],
+                [
+                    executable,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--storage-path",
+                    str(self.storage_path),
+                    "--log-level",
+                    "WARNING",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -15,14 +15,18 @@ pytestmark = pytest.mark.django_db
 
 
 def save(bucket, **kwargs):
-    return storage.save_stream(bucket, io.BytesIO(b"x" * 300_000), filename="f", content_type="application/octet-stream", **kwargs)
+    return storage.save_stream(
+        bucket, io.BytesIO(b"x" * 300_000), filename="f", content_type="application/octet-stream", **kwargs
+    )
 
 
 def test_cleanup_removes_what_no_job_needs_and_keeps_the_rest(mongodb, capsys):
     owner = user_create()
     kept_video = save(storage.VIDEOS)
     Job.objects.create(owner=owner, original_filename="a.mp4", size=1, video_file_id=kept_video.file_id)
-    done = Job.objects.create(owner=owner, original_filename="b.mp4", size=1, status="done", mp3_file_id="mp3-placeholder")
+    done = Job.objects.create(
+        owner=owner, original_filename="b.mp4", size=1, status="done", mp3_file_id="mp3-placeholder"
+    )
     kept_mp3 = save(storage.MP3S, file_id=f"mp3-{done.id}")
     Job.objects.filter(id=done.id).update(mp3_file_id=kept_mp3.file_id)
     converting = Job.objects.create(owner=owner, original_filename="c.mp4", size=1, status="converting")
@@ -37,7 +41,9 @@ def test_cleanup_removes_what_no_job_needs_and_keeps_the_rest(mongodb, capsys):
     assert "removed 1 video(s), 1 MP3(s) and the chunks of 1 interrupted write(s)." in capsys.readouterr().out
     assert storage.file_exists(storage.VIDEOS, kept_video.file_id)
     assert not storage.file_exists(storage.VIDEOS, orphan_video.file_id)
-    assert storage.file_exists(storage.MP3S, kept_mp3.file_id) and storage.file_exists(storage.MP3S, in_progress_mp3.file_id)
+    assert storage.file_exists(storage.MP3S, kept_mp3.file_id) and storage.file_exists(
+        storage.MP3S, in_progress_mp3.file_id
+    )
     assert stored_files_and_orphan_chunks(storage.VIDEOS) == (1, 0)
     assert stored_files_and_orphan_chunks(storage.MP3S) == (2, 0)
 

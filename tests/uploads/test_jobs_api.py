@@ -94,7 +94,11 @@ def test_oversize_is_413_and_nothing_is_stored(alice, media_files, settings):
 def test_oversize_by_content_length_is_refused_before_the_body_is_read(alice, settings):
     settings.MAX_UPLOAD_SIZE = 1024
     response = alice.generic(
-        "POST", "/api/jobs/", b"x" * 10, content_type="multipart/form-data; boundary=abc", CONTENT_LENGTH=str(10 * 1024**2)
+        "POST",
+        "/api/jobs/",
+        b"x" * 10,
+        content_type="multipart/form-data; boundary=abc",
+        CONTENT_LENGTH=str(10 * 1024**2),
     )
     assert response.status_code == 413
 
@@ -117,7 +121,9 @@ def test_malformed_upload_requests_are_400(alice, files):
 
 
 def test_broken_multipart_is_400(alice):
-    response = alice.generic("POST", "/api/jobs/", b"--abc\r\nnot a part", content_type="multipart/form-data; boundary=abc")
+    response = alice.generic(
+        "POST", "/api/jobs/", b"--abc\r\nnot a part", content_type="multipart/form-data; boundary=abc"
+    )
     assert response.status_code == 400
     response = alice.generic("POST", "/api/jobs/", b"garbage", content_type="multipart/form-data")
     assert response.status_code == 400

@@ -28,12 +28,18 @@ class Command(BaseCommand):
         run_periodically(jobs_sweep, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
         workers = [
             threading.Thread(
-                target=run_worker, args=(broker.VIDEO, lambda m: job_convert(job_id=m["job_id"], hand_back=stop)),
-                kwargs={"stop": stop}, name="converter", daemon=True,
+                target=run_worker,
+                args=(broker.VIDEO, lambda m: job_convert(job_id=m["job_id"], hand_back=stop)),
+                kwargs={"stop": stop},
+                name="converter",
+                daemon=True,
             ),
             threading.Thread(
-                target=run_worker, args=(broker.MP3, lambda m: job_notify(job_id=m["job_id"])),
-                kwargs={"stop": stop}, name="notifier", daemon=True,
+                target=run_worker,
+                args=(broker.MP3, lambda m: job_notify(job_id=m["job_id"])),
+                kwargs={"stop": stop},
+                name="notifier",
+                daemon=True,
             ),
         ]
         for worker in workers:
