@@ -1,0 +1,139 @@
+"""2. Converter memory: peak RSS of a `run_converter` process tree (python + ffmpeg child), sampled every 50 ms.
+
+Inputs: the 10-minute 720p MP4 and a 60-minute 160x120 5 fps H.264+AAC MP4 (audio-heavy, small).
+Usage: python -m bench.converter_memory [--short 600] [--long 3600]
+"""
+
+import argparse
+import os
+import threading
+import time
+from pathlib import Path
+
+from bench import _common
+
+TARGET_MIB = 200
+TARGET_GROWTH = 1.1
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Sum of VmRSS (bytes) of pid and all its descendants."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+        stack += _children(current)
+    return total
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int, every: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.peak = pid, every, 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.peak = max(self.peak, tree_rss(self.pid))
+
+
+def measure(path: Path, workdir: Path, timeout: float) -> tuple[float, float]:
+    """(peak RSS MiB of the converter tree while converting, seconds to done)."""
+    from tests.support.processes import manage_command, stop_process, wait_until
+    from uploads.models import Job
+    from videomp3 import broker
+
+    job = _common.make_job(path)
+    log = workdir / f"converter-{job.id}.log"
+    process = manage_command(["run_converter"], log)
+    try:
+        time.sleep(2)  # start-up (Django import, broker connection) is not conversion
+        sampler = Sampler(process.pid)
+        sampler.start()
+        started = time.perf_counter()
+        broker.publish(broker.VIDEO, str(job.id))
+        finished = wait_until(
+            lambda: (
+                Job.objects.filter(id=job.id, status__in=["done", "failed"]).values_list("status", flat=True).first()
+            ),
+            timeout=timeout,
+            interval=0.2,
+        )
+        elapsed = time.perf_counter() - started
+        sampler.stop.set()
+        sampler.join()
+        if finished != "done":
+            raise RuntimeError(f"job {job.id} ended {finished!r}; see {log}:\n{log.read_text()[-2000:]}")
+    finally:
+        stop_process(process)
+    return sampler.peak / 2**20, elapsed
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--short", type=int, default=600)
+    parser.add_argument("--long", type=int, default=3600)
+    args = parser.parse_args(argv)
+    short = _common.media(args.short)
+    long = _common.media(args.long, size="160x120", rate=5)
+    with _common.services() as (_env, workdir):
+        short_peak, short_s = measure(short, workdir, timeout=args.short * 3 + 120)
+        long_peak, long_s = measure(long, workdir, timeout=args.long * 3 + 120)
+    growth = long_peak / short_peak
+    peak = max(short_peak, long_peak)
+    _common.table(
+        "Converter memory: peak RSS of run_converter + ffmpeg (sampled from /proc every 50 ms)",
+        [
+            (f"{args.short}s 720p ({short.stat().st_size / 2**20:.0f} MiB)", f"{short_peak:.1f}", f"{short_s:.1f}"),
+            (f"{args.long}s 160x120 ({long.stat().st_size / 2**20:.0f} MiB)", f"{long_peak:.1f}", f"{long_s:.1f}"),
+        ],
+        ("input", "peak RSS MiB", "publish-to-done s"),
+    )
+    print(
+        f"peak {peak:.1f} MiB, target <= {TARGET_MIB}: {'met' if peak <= TARGET_MIB else 'NOT met'}; "
+        f"long/short {growth:.2f}, target <= {TARGET_GROWTH}: {'met' if growth <= TARGET_GROWTH else 'NOT met'}"
+    )
+    results = {
+        "converter_peak_rss_10min": {
+            "value": round(short_peak, 1),
+            "unit": "MiB",
+            "target": f"<= {TARGET_MIB}",
+            "met": short_peak <= TARGET_MIB,
+        },
+        "converter_peak_rss_60min": {
+            "value": round(long_peak, 1),
+            "unit": "MiB",
+            "target": f"<= {TARGET_MIB}",
+            "met": long_peak <= TARGET_MIB,
+        },
+        "converter_rss_growth_60_over_10": {
+            "value": round(growth, 3),
+            "unit": "ratio",
+            "target": f"<= {TARGET_GROWTH}",
+            "met": growth <= TARGET_GROWTH,
+        },
+    }
+    _common.record(results)
+    return results
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
