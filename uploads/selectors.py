@@ -40,7 +40,5 @@ def job_get(*, job_id) -> Job | None:
 
 
 def job_is_cancelled(*, job_id) -> bool:
-    return (
-        Job.objects.filter(id=job_id, status=Job.Status.CANCELLED).exists()
-        or not Job.objects.filter(id=job_id).exists()
-    )
+    """True when the job was cancelled or deleted: one query, asked every second by a running conversion."""
+    return not Job.objects.filter(id=job_id).exclude(status=Job.Status.CANCELLED).exists()

@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -39,6 +39,3 @@ def exception_handler(exc, context):
 
 def error(status_code: int, detail: str, **extra) -> Response:
     return Response({"detail": detail, **extra}, status=status_code)
-
-
-HTTP_429 = status.HTTP_429_TOO_MANY_REQUESTS

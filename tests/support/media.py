@@ -68,9 +68,6 @@ def _kinds(s: float) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-KINDS = tuple(_kinds(1.0))
-
-
 def make_media(directory: Path, kind: str, *, seconds: float = 3.0) -> Path:
     """A small media file of the given kind, generated once per (kind, seconds) in directory."""
     suffix, args = _kinds(seconds)[kind]
