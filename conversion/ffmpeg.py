@@ -4,12 +4,17 @@ Two jobs: ``probe`` (what is in an uploaded file, and may we convert it?) and
 ``convert_to_mp3``. Uploaded files are untrusted, so every ffmpeg/ffprobe run here
 opens the input as ``file:<absolute path>`` with two whitelists:
 
-* ``-protocol_whitelist file``: the input may only be read through the file protocol,
-  never http, tcp, concat, subfile, ...
+* ``-protocol_whitelist file,pipe``: the input may only be read from a local file or a pipe we
+  hand it, never http, tcp, concat, subfile, ...
 * ``-format_whitelist <ALLOWED_DEMUXERS>``: only ordinary single-file containers.
   Playlist-like demuxers (hls, concat, dash, image2 sequences, ...) would open *other*
   local files through the file protocol; the whitelist makes ffmpeg refuse them right
   after detecting the format and before the demuxer reads anything else.
+
+An AVI can also carry a whole file inside a subtitle packet (GAB2), which ffmpeg opens with a
+nested demuxer; that is how playlists were smuggled into AVIs to read local files. Current
+ffmpeg only accepts subtitle formats there, and the whitelists apply to the nested demuxer too,
+but an AVI carrying a playlist is refused outright so no ffmpeg version ever gets the chance.
 
 User-facing failures are ``MediaError`` with a sentence the user can act on; an
 operational failure (ffmpeg missing, unreadable path) is left as the ordinary OSError.
@@ -75,6 +80,10 @@ NO_AUDIO = "This video has no audio track, so there is nothing to convert to MP3
 PLAYLIST_NOT_ALLOWED = (
     "Playlists and scripts that point to other files (such as .m3u8 or ffconcat) can't be converted. "
     "Please upload the video file itself."
+)
+EMBEDDED_PLAYLIST = (
+    "This file carries an embedded playlist that points to other files, so it can't be converted. "
+    "Please upload an ordinary video file."
 )
 TOO_SLOW_TO_READ = "This file could not be read in time; it may be damaged. Try re-exporting the video."
 
@@ -174,7 +183,7 @@ def _file_url(path: str | os.PathLike) -> str:
 
 
 def _input_options() -> list[str]:
-    return ["-protocol_whitelist", "file", "-format_whitelist", _FORMAT_WHITELIST]
+    return ["-protocol_whitelist", "file,pipe", "-format_whitelist", _FORMAT_WHITELIST]
 
 
 # ---------------------------------------------------------------------------
@@ -196,6 +205,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     # Belt and braces: the whitelist already stopped anything else from opening.
     if not _ALLOWED_ALIASES.intersection(info.container.split(",")):
         raise MediaError("container_not_allowed", _not_allowed_message(info.container))
+    if "avi" in info.container.split(",") and _carries_playlist(path):
+        raise MediaError("container_not_allowed", EMBEDDED_PLAYLIST)
     if not info.has_audio:
         # Noise named .flac or .aac is opened by extension and shows an "audio" stream with no sample rate.
         raise MediaError("not_media", NOT_MEDIA) if unreadable_audio else MediaError("no_audio", NO_AUDIO)
@@ -209,6 +220,24 @@ def media_duration(path: str | os.PathLike) -> float | None:
 def _is_playlist_or_script(head: bytes) -> bool:
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     return text.startswith((b"#EXTM3U", b"ffconcat"))
+
+
+# What the nested-demuxer trick needs to find at the start of an embedded file.
+_PLAYLIST_SIGNATURES = (b"#EXTM3U", b"ffconcat version")
+_SCAN_BLOCK = 1 << 20
+
+
+def _carries_playlist(path: str | os.PathLike) -> bool:
+    """Whether a playlist or concat script is embedded anywhere in the file (read in 1 MiB blocks)."""
+    overlap = max(len(signature) for signature in _PLAYLIST_SIGNATURES) - 1
+    tail = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(_SCAN_BLOCK):
+            window = tail + block
+            if any(signature in window for signature in _PLAYLIST_SIGNATURES):
+                return True
+            tail = window[-overlap:]
+    return False
 
 
 def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:

@@ -12,6 +12,7 @@ import pytest
 from conversion import ffmpeg
 from conversion.ffmpeg import FfmpegCancelled, MediaError, convert_to_mp3, media_duration, probe
 from tests.support.media import (
+    make_avi_with_embedded_playlist,
     make_concat_script,
     make_damaged_m4a,
     make_hls_playlist,
@@ -193,6 +194,38 @@ def test_ffmpeg_itself_refuses_playlists_without_opening_what_they_name(backend,
         probe(playlist)
     assert caught.value.code == "container_not_allowed"
     assert str(caught.value) == ffmpeg.PLAYLIST_NOT_ALLOWED
+
+
+def test_probe_refuses_an_avi_carrying_an_embedded_playlist(backend, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-MARKER")
+    with pytest.raises(MediaError) as caught:
+        probe(make_avi_with_embedded_playlist(tmp_path, secret))
+    assert caught.value.code == "container_not_allowed"
+    assert str(caught.value) == ffmpeg.EMBEDDED_PLAYLIST
+
+
+def test_ffmpeg_itself_never_opens_what_an_avi_embedded_playlist_names(monkeypatch, tmp_path):
+    """With our scan out of the way, ffmpeg must still not follow the playlist inside the AVI.
+
+    The named file is a FIFO with no writer: had ffmpeg opened it, probing and converting would hang
+    until their time limits and fail; instead both finish and the MP3 holds only the AVI's own audio.
+    """
+    referred = tmp_path / "secret.ts"
+    os.mkfifo(referred)
+    avi = make_avi_with_embedded_playlist(tmp_path, referred, seconds=2)
+    monkeypatch.setattr(ffmpeg, "_carries_playlist", lambda path: False)
+    monkeypatch.setattr(ffmpeg, "PROBE_TIMEOUT", 10.0)
+
+    info = probe(avi)
+    assert (info.container, info.audio_codecs) == ("avi", ["pcm_s16le"])
+    destination = tmp_path / "out.mp3"
+    convert_to_mp3(avi, destination, duration=info.duration, limits=ffmpeg.ChildLimits(wall_seconds=20))
+    assert media_duration(destination) == pytest.approx(2.0, abs=0.2)  # MP3 frames pad the end
+
+
+def test_an_avi_without_playlists_is_not_refused_by_the_scan(backend, media_dir):
+    assert probe(make_media(media_dir, "avi_mpeg4_mp3")).container == "avi"
 
 
 def test_probe_refuses_images(backend, media_dir):

@@ -6,6 +6,7 @@ rename), so parallel or interrupted runs never see half a file.
 
 import os
 import random
+import struct
 import subprocess
 import uuid
 from pathlib import Path
@@ -102,6 +103,70 @@ def make_concat_script(directory: Path) -> Path:
     if not target.exists():
         _write_atomically(target, f"ffconcat version 1.0\nfile '{segment.name}'\n".encode())
     return target
+
+
+def make_avi_with_embedded_playlist(directory: Path, referred: Path, *, seconds: int = 2) -> Path:
+    """An AVI with a PCM audio track and a GAB2 subtitle packet that carries an HLS playlist naming
+    `referred`: the shape of the known trick for making ffmpeg read a local file into its output.
+    Written by hand because no muxer writes GAB2."""
+    rate = 8000
+    playlist = f"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile://{referred}\n#EXT-X-ENDLIST\n".encode()
+    title = "subtitles".encode("utf-16le")
+    gab2 = b"GAB2\0" + struct.pack("<HI", 2, len(title)) + title + struct.pack("<HI", 4, len(playlist)) + playlist
+    pcm = bytes(rate * 2 * seconds)
+
+    def stream_header(kind: bytes, rate_: int, length: int, sample_size: int) -> bytes:
+        # AVISTREAMHEADER: type, handler, flags, priority, language, initial frames, scale, rate, start,
+        # length, buffer size, quality, sample size, frame rectangle.
+        return struct.pack(
+            "<4s4sIHHIIIIIIIIhhhh",
+            kind,
+            b"\0" * 4,
+            0,
+            0,
+            0,
+            0,
+            1,
+            rate_,
+            0,
+            length,
+            0,
+            -1 & 0xFFFFFFFF,
+            sample_size,
+            0,
+            0,
+            0,
+            0,
+        )
+
+    audio_format = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)  # PCM, mono, 16-bit
+    main_header = struct.pack("<14I", 0, rate * 2, 0, 0x10, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0)  # has an index, 2 streams
+    header_list = _riff_list(
+        b"hdrl",
+        _riff_chunk(b"avih", main_header)
+        + _riff_list(
+            b"strl",
+            _riff_chunk(b"strh", stream_header(b"auds", rate, rate * seconds, 2)) + _riff_chunk(b"strf", audio_format),
+        )
+        + _riff_list(b"strl", _riff_chunk(b"strh", stream_header(b"txts", 1000, 1, 0)) + _riff_chunk(b"strf", b"")),
+    )
+    movie, index, offset = b"", b"", 4
+    for chunk_id, data in ((b"01tx", gab2), (b"00wb", pcm)):
+        index += struct.pack("<4sIII", chunk_id, 0x10, offset, len(data))
+        chunk = _riff_chunk(chunk_id, data)
+        movie, offset = movie + chunk, offset + len(chunk)
+    body = b"AVI " + header_list + _riff_list(b"movi", movie) + _riff_chunk(b"idx1", index)
+    target = Path(directory) / f"embedded-playlist-{uuid.uuid4().hex[:8]}.avi"
+    _write_atomically(target, b"RIFF" + struct.pack("<I", len(body)) + body)
+    return target
+
+
+def _riff_chunk(fourcc: bytes, data: bytes) -> bytes:
+    return fourcc + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+
+def _riff_list(kind: bytes, body: bytes) -> bytes:
+    return _riff_chunk(b"LIST", kind + body)
 
 
 def make_truncated(directory: Path, kind: str, *, keep: float = 0.5) -> Path:

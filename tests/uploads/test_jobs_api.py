@@ -64,8 +64,9 @@ def test_upload_stores_the_video_and_queues_the_job(alice, media_files):
         (lambda d: media.make_random_bytes(d, 64 * 1024), 422, "not"),
         (lambda d: media.make_hls_playlist(d), 422, "playlist"),
         (lambda d: media.make_concat_script(d), 422, ""),
+        (lambda d: media.make_avi_with_embedded_playlist(d, media.make_media(d, "ts_h264_aac")), 422, "playlist"),
     ],
-    ids=["no-audio", "random-bytes", "hls-playlist", "concat-script"],
+    ids=["no-audio", "random-bytes", "hls-playlist", "concat-script", "avi-embedded-playlist"],
 )
 def test_refused_media_is_422_with_a_sentence_and_nothing_is_stored(alice, media_files, make, status, phrase):
     response = upload(alice, make(media_files))
