@@ -1,13 +1,16 @@
-"""Crash on purpose at a named point, for the fault-injection tests.
+"""Crash or stall on purpose at a named point, for the fault-injection tests.
 
-FAILPOINTS (a comma-separated list of point names; empty in every real deployment) makes the
-process SIGKILL itself when it reaches one of them, so a test can land a crash in a window
-too short to hit from outside (e.g. after a commit and before the message is acknowledged).
+FAILPOINTS (a comma-separated list; empty in every real deployment) names the points:
+``converting`` makes the process SIGKILL itself when it reaches that point, so a test can land a
+crash in a window too short to hit from outside (e.g. after a commit and before the message is
+acknowledged); ``converting=pause:90`` makes it wait 90 s there instead, so a test can stretch
+one step past a broker timeout without a multi-hour input.
 """
 
 import logging
 import os
 import signal
+import time
 
 from django.conf import settings
 
@@ -15,8 +18,16 @@ logger = logging.getLogger(__name__)
 
 
 def reached(point: str, job_id) -> None:
-    """Log that `point` was reached for this job, and die there if a test asked for it."""
+    """Log that `point` was reached for this job, and die or wait there if a test asked for it."""
     logger.info("phase=%s job=%s", point, job_id)
-    if point in settings.FAILPOINTS:
-        logger.warning("failpoint %s: killing this process", point)
-        os.kill(os.getpid(), signal.SIGKILL)
+    for entry in settings.FAILPOINTS:
+        name, _, action = entry.partition("=")
+        if name != point:
+            continue
+        if action.startswith("pause:"):
+            seconds = float(action.removeprefix("pause:"))
+            logger.warning("failpoint %s: pausing %.0f s", point, seconds)
+            time.sleep(seconds)
+        else:
+            logger.warning("failpoint %s: killing this process", point)
+            os.kill(os.getpid(), signal.SIGKILL)

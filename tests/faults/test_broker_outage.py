@@ -1,6 +1,5 @@
 """The broker goes away: a private RabbitMQ node is stopped and restarted under the running workers."""
 
-import shutil
 import time
 
 import pytest
@@ -9,9 +8,8 @@ from rest_framework.test import APIClient
 from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import shared_service_env, stored_files_and_orphan_chunks
-from tests.support.private_rabbitmq import PrivateRabbitMQ
+from tests.support.private_rabbitmq import private_node
 from tests.support.processes import manage_command, stop_process
-from tests.support.services import service_missing
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -21,16 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module")
 def private_broker():
-    if shutil.which("rabbitmq-server") is None:
-        service_missing("rabbitmq-server is not installed, so no private node can be started")
-    node = PrivateRabbitMQ()
-    try:
-        node.start()
-    except (RuntimeError, OSError) as exc:
-        node.remove()
-        service_missing(f"a private RabbitMQ node could not start: {exc}")
-    yield node
-    node.remove()
+    with private_node() as node:
+        yield node
 
 
 @pytest.fixture

@@ -1,17 +1,18 @@
 """A private RabbitMQ node beside the machine's shared one, so a test can stop and restart a broker
 without touching anybody else's. Its data directory survives restarts, as a real node's would."""
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.services import free_port, wait_for_port
+from tests.support.services import free_port, service_missing, wait_for_port
 
 
 class PrivateRabbitMQ:
-    def __init__(self):
+    def __init__(self, extra_config: str = ""):
         self.port = free_port()
         self.dist_port = free_port()
         self.node = f"faults{self.port}@localhost"
@@ -20,7 +21,9 @@ class PrivateRabbitMQ:
         (self.base / "mnesia").mkdir()
         (self.base / "log").mkdir()
         (self.base / "enabled_plugins").write_text("[].\n")
-        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.default = {self.port}\nloopback_users = none\n")
+        (self.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = {self.port}\nloopback_users = none\n{extra_config}"
+        )
         shutil.chown(self.base, "rabbitmq", "rabbitmq")
         for path in self.base.rglob("*"):
             shutil.chown(path, "rabbitmq", "rabbitmq")
@@ -66,3 +69,20 @@ class PrivateRabbitMQ:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_node(extra_config: str = ""):
+    """A started private node, removed afterwards; a missing or unbootable RabbitMQ is a missing service."""
+    if shutil.which("rabbitmq-server") is None:
+        service_missing("rabbitmq-server is not installed, so no private node can be started")
+    node = PrivateRabbitMQ(extra_config)
+    try:
+        node.start()
+    except (RuntimeError, OSError) as exc:
+        node.remove()
+        service_missing(f"a private RabbitMQ node could not start: {exc}")
+    try:
+        yield node
+    finally:
+        node.remove()
