@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -47,9 +49,17 @@ def _single_upload(request, *, field: str | None):
     return files[field] if field else next(iter(files.values())), None
 
 
+def _quota_response(exc: services.QuotaExceeded) -> Response:
+    response = error(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), code=exc.code)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _create_job_response(request, upload, *, created_status: int) -> Response:
     try:
         job = services.job_create(owner=request.user, upload=upload)
+    except services.QuotaExceeded as exc:
+        return _quota_response(exc)
     except services.UploadRejected as exc:
         return error(exc.status, str(exc), code=exc.code)
     except storage.StorageError as exc:
@@ -83,9 +93,14 @@ class JobListCreateApi(APIView):
 
 
 def _job_or_404(request, job_id):
+    """The user's job; a 400 for an id that cannot be a job id, a 404 for another user's or an unknown one."""
+    if selectors.job_id_parse(job_id) is None:
+        return None, error(
+            400, "This is not a job id; job ids are UUIDs as returned by POST /api/jobs/.", code="malformed_id"
+        )
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     if job is None:
-        return None, error(404, "No such job; check the id (jobs of other users are not visible).")
+        return None, error(404, "No such job; check the id (jobs of other users are not visible).", code="not_found")
     return job, None
 
 
@@ -117,20 +132,24 @@ class JobRetryApi(APIView):
             return missing
         try:
             job = services.job_retry(job=job)
+        except services.QuotaExceeded as exc:
+            return _quota_response(exc)
         except services.JobStateConflict as exc:
-            return error(409, str(exc))
+            return error(409, str(exc), code="conflict")
         except storage.StorageError as exc:
             raise StoreUnavailable(str(exc)) from exc
         return Response(JobSerializer(job, context={"request": request}).data, status=202)
 
 
 def _download(request, job):
+    if job.status == Job.Status.EXPIRED:
+        return error(409, job.error or "The MP3 of this job was deleted; upload the video again.", code="expired")
     if job.status != Job.Status.DONE:
-        return error(409, f"The MP3 is not ready: this job is {job.status}. Wait until it is done.")
+        return error(409, f"The MP3 is not ready: this job is {job.status}. Wait until it is done.", code="not_ready")
     try:
         return mp3_response(request, job)
     except storage.StoredFileNotFound:
-        return error(404, "The MP3 is no longer stored; convert the video again.")
+        return error(404, "The MP3 is no longer stored; convert the video again.", code="not_found")
     except storage.StorageError as exc:
         raise StoreUnavailable(str(exc)) from exc
 
@@ -156,6 +175,12 @@ class OriginalUploadApi(APIView):
         return _create_job_response(request, upload, created_status=status.HTTP_200_OK)
 
 
+# What a fid can look like: an MP3's id (mp3-<job uuid>), or a GridFS ObjectId as the original system used.
+_WELL_FORMED_FID = re.compile(
+    r"mp3-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{24}"
+)
+
+
 class OriginalDownloadApi(APIView):
     """The original system's GET /download?fid=<mp3 file id>."""
 
@@ -166,8 +191,14 @@ class OriginalDownloadApi(APIView):
     def get(self, request):
         file_id = request.query_params.get("fid", "").strip()
         if not file_id:
-            return error(400, "fid is required: GET /download?fid=<mp3_file_id of a done job>.")
+            return error(400, "fid is required: GET /download?fid=<mp3_file_id of a done job>.", code="missing_fid")
+        if not _WELL_FORMED_FID.fullmatch(file_id):
+            return error(
+                400, "This fid is malformed; use the mp3_file_id of a done job (mp3-<job id>).", code="malformed_id"
+            )
         job = selectors.job_get_by_mp3_file_id_for_user(user=request.user, file_id=file_id)
         if job is None:
-            return error(404, "No MP3 with this fid; check the id (files of other users are not visible).")
+            return error(
+                404, "No MP3 with this fid; check the id (files of other users are not visible).", code="not_found"
+            )
         return _download(request, job)

@@ -1,5 +1,6 @@
 """Every API error body carries a `detail` sentence a user can act on."""
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions
@@ -20,6 +21,9 @@ def _first_message(errors) -> str:
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    refusal = _refuse_suspicious_request(exc)
+    if refusal is not None:
+        return refusal
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is down or unreachable: say so, instead of a 500 that looks like a bug.
         return Response({"detail": "The database is unreachable right now; try again in a minute."}, status=503)
@@ -28,6 +32,11 @@ def exception_handler(exc, context):
         return None
     if isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": _first_message(exc.detail), "errors": exc.detail}
+    elif isinstance(exc, exceptions.ParseError):
+        response.data = {
+            "detail": f"The request body could not be read ({str(exc.detail).rstrip('.')}); fix its format and send it again.",
+            "code": "malformed_request",
+        }
     elif isinstance(exc, exceptions.NotAuthenticated):
         response.data = {
             "detail": "Sign in first: send 'Authorization: Bearer <access token>' (get one from POST /api/auth/token/)."
@@ -35,6 +44,21 @@ def exception_handler(exc, context):
     elif isinstance(exc, exceptions.Throttled) and exc.wait:
         response["Retry-After"] = str(int(exc.wait) + 1)
     return response
+
+
+def _refuse_suspicious_request(exc) -> Response | None:
+    """Django's own request limits, raised while the body is parsed: a 400 or 413 with a sentence, never a 500."""
+    if isinstance(exc, TooManyFieldsSent):
+        return error(
+            400, "The request has too many form fields; send only the file in the field 'file'.", code="too_many_fields"
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return error(400, "The request has too many files; send exactly one file.", code="too_many_files")
+    if isinstance(exc, RequestDataTooBig):
+        return error(413, "The form fields beside the file are too large; send only the file.", code="too_large")
+    if isinstance(exc, SuspiciousOperation):
+        return error(400, "The request is malformed; send one file as multipart/form-data.", code="malformed_request")
+    return None
 
 
 def error(status_code: int, detail: str, **extra) -> Response:
