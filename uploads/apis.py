@@ -26,14 +26,26 @@ class StoreUnavailable(APIException):
     default_detail = "The file store is unreachable right now; try again in a minute."
 
 
-def _refuse_oversized_body(request) -> None:
-    """413 before reading the body, when Content-Length already says it is too large."""
+def _check_body_length(request) -> Response | None:
+    """400 without Content-Length, 413 when it already says the body is too large: both before the body is read.
+
+    Django reads no request body without Content-Length (a chunked upload would look like "no file").
+    """
+    raw = request.META.get("CONTENT_LENGTH") or ""
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(raw)
     except ValueError:
-        length = 0
+        length = -1
+    if length < 0:
+        return error(
+            400,
+            "The upload has no valid Content-Length header; send the file as an ordinary multipart/form-data "
+            "request (chunked transfer encoding is not supported).",
+            code="length_required",
+        )
     if length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
         raise UploadTooLarge()
+    return None
 
 
 def _single_upload(request, *, field: str | None):
@@ -85,7 +97,9 @@ class JobListCreateApi(APIView):
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobSerializer})
     def post(self, request):
-        _refuse_oversized_body(request)
+        refusal = _check_body_length(request)
+        if refusal:
+            return refusal
         upload, refusal = _single_upload(request, field="file")
         if refusal:
             return refusal
@@ -168,7 +182,9 @@ class OriginalUploadApi(APIView):
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={200: JobSerializer})
     def post(self, request):
-        _refuse_oversized_body(request)
+        refusal = _check_body_length(request)
+        if refusal:
+            return refusal
         upload, refusal = _single_upload(request, field=None)
         if refusal:
             return refusal

@@ -41,6 +41,18 @@ def exception_handler(exc, context):
         response.data = {
             "detail": "Sign in first: send 'Authorization: Bearer <access token>' (get one from POST /api/auth/token/)."
         }
+    elif isinstance(exc, exceptions.AuthenticationFailed):
+        # simplejwt's own texts name token classes; say what to do instead.
+        codes = exc.get_codes()
+        code = codes.get("code", "token_not_valid") if isinstance(codes, dict) else str(codes)
+        if code in ("user_inactive", "user_not_found"):
+            sentence = "This account is deactivated or no longer exists; ask this server's administrator."
+        else:
+            sentence = (
+                "The token is invalid, expired or not an access token; sign in again at POST /api/auth/token/ "
+                "(or refresh it at POST /api/auth/token/refresh/)."
+            )
+        response.data = {"detail": sentence, "code": code}
     elif isinstance(exc, exceptions.Throttled) and exc.wait:
         response["Retry-After"] = str(int(exc.wait) + 1)
     return response
