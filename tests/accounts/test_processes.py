@@ -12,8 +12,8 @@ from tests.support.processes import PROJECT_DIR, role_env
 
 PRODUCTION_SECRETS = {
     "DEBUG": "0",
-    "SECRET_KEY": "s" * 50,
-    "JWT_SIGNING_KEY": "j" * 50,
+    "SECRET_KEY": "test-only-secret-key-0123456789abcdef0123456789",
+    "JWT_SIGNING_KEY": "test-only-jwt-key-0123456789abcdef0123456789ab",
     "ALLOWED_HOSTS": "videomp3.example.com",
 }
 
@@ -42,13 +42,15 @@ def test_production_refuses_to_start_without_each_secret(missing):
 def test_production_refuses_the_development_key_and_weak_keys():
     result = _start_django(**{**PRODUCTION_SECRETS, "SECRET_KEY": "short"})
     assert result.returncode != 0 and "SECRET_KEY" in result.stderr
+    result = _start_django(**{**PRODUCTION_SECRETS, "SECRET_KEY": "s" * 50})
+    assert result.returncode != 0 and "SECRET_KEY" in result.stderr
 
 
 @pytest.mark.django_db
 def test_production_starts_with_its_secrets_and_reads_secret_files(tmp_path):
     assert _start_django(**PRODUCTION_SECRETS).returncode == 0
     secret_file = tmp_path / "jwt-key"
-    secret_file.write_text("k" * 40 + "\n")
+    secret_file.write_text("file-jwt-key-0123456789abcdefghijklmnop\n")
     environment = {**PRODUCTION_SECRETS, "JWT_SIGNING_KEY_FILE": str(secret_file)}
     del environment["JWT_SIGNING_KEY"]
     result = _start_django(**environment)

@@ -10,6 +10,7 @@ gunicorn, the login throttle shared by two processes) are at the end.
 
 import http.client
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from tests.support import media
 from tests.support.http import basic
 from tests.support.http import request as http_request
 from tests.support.pipeline import shared_service_env, stored_file_count
-from tests.support.processes import web_server
+from tests.support.processes import PROJECT_DIR, web_server
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -479,3 +480,11 @@ def test_eleventh_wrong_password_over_two_processes_is_429_even_with_forged_forw
             "POST", f"{first}/login", headers={"Authorization": basic("target@example.com", DEFAULT_PASSWORD)}
         )
         assert login.status == 429
+
+
+def test_the_readme_status_table_lists_every_status_the_catalog_asserts():
+    text = (PROJECT_DIR / "README.md").read_text()
+    table = text.split("<!-- status-table -->", 1)[1].split("\n\n", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d{3}) \|", table, re.M)}
+    assert {case.status for case in CATALOG} <= documented
+    assert documented >= {400, 401, 404, 409, 413, 422, 429, 503}
