@@ -2,8 +2,8 @@ import re
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
@@ -15,7 +15,7 @@ from uploads.downloads import mp3_response
 from uploads.models import Job
 from uploads.serializers import JobSerializer, UploadSerializer
 from uploads.upload_handlers import UploadTooLarge
-from videomp3.api_errors import error
+from videomp3.api_errors import error, error_responses
 
 # Multipart framing around the file: a request past this much over the limit cannot fit.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -79,12 +79,27 @@ def _create_job_response(request, upload, *, created_status: int) -> Response:
     return Response(JobSerializer(job, context={"request": request}).data, status=created_status)
 
 
+PaginatedJobsSerializer = inline_serializer(
+    "PaginatedJobs",
+    {
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": JobSerializer(many=True),
+    },
+)
+# Any string reaches the view (a malformed one answers 400), but a job id is a UUID.
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the job's id")
+UPLOAD_ERRORS = error_responses(400, 401, 413, 422, 429, 503)
+JOB_ERRORS = error_responses(400, 401, 404)
+
+
 class JobListCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=[s.value for s in Job.Status], required=False)],
-        responses=JobSerializer(many=True),
+        responses={200: PaginatedJobsSerializer, **error_responses(400, 401)},
     )
     def get(self, request):
         wanted = request.query_params.get("status")
@@ -95,7 +110,7 @@ class JobListCreateApi(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobSerializer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobSerializer, **UPLOAD_ERRORS})
     def post(self, request):
         refusal = _check_body_length(request)
         if refusal:
@@ -119,12 +134,12 @@ def _job_or_404(request, job_id):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(parameters=[JOB_ID], responses={200: JobSerializer, **JOB_ERRORS})
     def get(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         return missing or Response(JobSerializer(job, context={"request": request}).data)
 
-    @extend_schema(responses={204: None, 202: JobSerializer})
+    @extend_schema(parameters=[JOB_ID], responses={204: None, 202: JobSerializer, **JOB_ERRORS, **error_responses(503)})
     def delete(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         if missing:
@@ -139,7 +154,11 @@ class JobDetailApi(APIView):
 
 
 class JobRetryApi(APIView):
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(
+        request=None,
+        parameters=[JOB_ID],
+        responses={202: JobSerializer, **JOB_ERRORS, **error_responses(409, 429, 503)},
+    )
     def post(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         if missing:
@@ -169,7 +188,15 @@ def _download(request, job):
 
 
 class JobMp3Api(APIView):
-    @extend_schema(responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, (206, "audio/mpeg"): OpenApiTypes.BINARY})
+    @extend_schema(
+        parameters=[JOB_ID],
+        responses={
+            (200, "audio/mpeg"): OpenApiTypes.BINARY,
+            (206, "audio/mpeg"): OpenApiTypes.BINARY,
+            **JOB_ERRORS,
+            **error_responses(409, 503),
+        },
+    )
     def get(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         return missing or _download(request, job)
@@ -180,7 +207,7 @@ class OriginalUploadApi(APIView):
 
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={200: JobSerializer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={200: JobSerializer, **UPLOAD_ERRORS})
     def post(self, request):
         refusal = _check_body_length(request)
         if refusal:
@@ -202,7 +229,12 @@ class OriginalDownloadApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("fid", str, required=True, description="the job's mp3_file_id")],
-        responses={(200, "audio/mpeg"): OpenApiTypes.BINARY},
+        responses={
+            (200, "audio/mpeg"): OpenApiTypes.BINARY,
+            (206, "audio/mpeg"): OpenApiTypes.BINARY,
+            **JOB_ERRORS,
+            **error_responses(409, 503),
+        },
     )
     def get(self, request):
         file_id = request.query_params.get("fid", "").strip()

@@ -3,7 +3,8 @@
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -75,3 +76,29 @@ def _refuse_suspicious_request(exc) -> Response | None:
 
 def error(status_code: int, detail: str, **extra) -> Response:
     return Response({"detail": detail, **extra}, status=status_code)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every API error (the schema's description of it)."""
+
+    detail = serializers.CharField(help_text="A sentence saying what went wrong and what to do.")
+    code = serializers.CharField(required=False, help_text="A machine-readable reason, e.g. malformed_id.")
+
+
+# What each status means across the API (the README's status table).
+_MEANINGS = {
+    400: "Malformed request: no file, several files, broken multipart, too many fields, a malformed id.",
+    401: "Missing or bad credentials.",
+    403: "Not allowed.",
+    404: "Another user's or an unknown id.",
+    409: "The job's state does not allow this action.",
+    413: "Over the size limit.",
+    422: "Not audio or video, no audio track, or a container outside the allow-list.",
+    429: "Throttled or over a quota; see Retry-After.",
+    503: "A store is unreachable; try again later.",
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI responses for these error statuses, for extend_schema(responses={...})."""
+    return {status: OpenApiResponse(ErrorSerializer, description=_MEANINGS[status]) for status in statuses}
