@@ -98,6 +98,7 @@ class JobListCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
+        operation_id="api_jobs_list",
         parameters=[OpenApiParameter("status", str, enum=[s.value for s in Job.Status], required=False)],
         responses={200: PaginatedJobsSerializer, **error_responses(400, 401)},
     )
