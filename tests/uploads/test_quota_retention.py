@@ -1,11 +1,13 @@
 """Per-user quotas (stored bytes, jobs in progress) and retention, against real MariaDB/SQLite, SecantusDB, RabbitMQ, ffmpeg."""
 
+import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -160,3 +162,37 @@ def test_the_converters_housekeeping_expires_old_jobs(alice, media_files):
     ConverterCommand().housekeeping()  # what run_converter runs every SWEEP_INTERVAL_SECONDS
     assert Job.objects.get(id=done.id).status == Job.Status.EXPIRED
     assert stored_file_count(storage.MP3S) == 0
+
+
+def test_two_parallel_uploads_cannot_both_squeeze_under_the_limit(alice, media_files, settings):
+    """Both pass the early check (before ffprobe); the second check, under a lock on the user's row, lets one in."""
+    settings.QUOTA_QUEUED_JOBS_PER_USER = 1
+    wav = media.make_media(media_files, "wav_pcm")
+    start = threading.Barrier(2)
+    statuses = []
+
+    def send():
+        client = APIClient()
+        client.force_authenticate(alice.user)
+        start.wait()
+        try:
+            statuses.append(upload(client, wav).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [202, 429]
+    assert Job.objects.count() == 1
+    assert _video_files() == 1  # the refused upload's video was deleted again
+
+
+def _video_files() -> int:
+    import pymongo
+    from django.conf import settings as django_settings
+
+    with pymongo.MongoClient(django_settings.MONGODB_URI) as client:
+        return client[django_settings.MONGODB_DB]["videos.files"].count_documents({})
