@@ -14,7 +14,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import services
-from videomp3.api_errors import error
+from videomp3.api_errors import error, error_responses
 
 
 class CredentialsSerializer(serializers.Serializer):
@@ -85,7 +85,7 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=UserOutputSerializer)
+    @extend_schema(responses={200: UserOutputSerializer, **error_responses(401)})
     def get(self, request):
         return Response(UserOutputSerializer(request.user).data)
 

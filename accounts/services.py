@@ -76,6 +76,11 @@ def user_authenticate(*, request: HttpRequest, email: str, password: str) -> Use
     return user
 
 
+def user_lock(*, user) -> None:
+    """Lock the user's row until the current transaction ends: serializes per-user quota checks."""
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+
+
 def token_pair_for(user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
     User.objects.filter(pk=user.pk).update(last_login=timezone.now())

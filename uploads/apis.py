@@ -1,7 +1,9 @@
+import re
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
@@ -13,7 +15,7 @@ from uploads.downloads import mp3_response
 from uploads.models import Job
 from uploads.serializers import JobSerializer, UploadSerializer
 from uploads.upload_handlers import UploadTooLarge
-from videomp3.api_errors import error
+from videomp3.api_errors import error, error_responses
 
 # Multipart framing around the file: a request past this much over the limit cannot fit.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -24,14 +26,26 @@ class StoreUnavailable(APIException):
     default_detail = "The file store is unreachable right now; try again in a minute."
 
 
-def _refuse_oversized_body(request) -> None:
-    """413 before reading the body, when Content-Length already says it is too large."""
+def _check_body_length(request) -> Response | None:
+    """400 without Content-Length, 413 when it already says the body is too large: both before the body is read.
+
+    Django reads no request body without Content-Length (a chunked upload would look like "no file").
+    """
+    raw = request.META.get("CONTENT_LENGTH") or ""
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(raw)
     except ValueError:
-        length = 0
+        length = -1
+    if length < 0:
+        return error(
+            400,
+            "The upload has no valid Content-Length header; send the file as an ordinary multipart/form-data "
+            "request (chunked transfer encoding is not supported).",
+            code="length_required",
+        )
     if length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
         raise UploadTooLarge()
+    return None
 
 
 def _single_upload(request, *, field: str | None):
@@ -47,9 +61,17 @@ def _single_upload(request, *, field: str | None):
     return files[field] if field else next(iter(files.values())), None
 
 
+def _quota_response(exc: services.QuotaExceeded) -> Response:
+    response = error(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), code=exc.code)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _create_job_response(request, upload, *, created_status: int) -> Response:
     try:
         job = services.job_create(owner=request.user, upload=upload)
+    except services.QuotaExceeded as exc:
+        return _quota_response(exc)
     except services.UploadRejected as exc:
         return error(exc.status, str(exc), code=exc.code)
     except storage.StorageError as exc:
@@ -57,12 +79,28 @@ def _create_job_response(request, upload, *, created_status: int) -> Response:
     return Response(JobSerializer(job, context={"request": request}).data, status=created_status)
 
 
+PaginatedJobsSerializer = inline_serializer(
+    "PaginatedJobs",
+    {
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": JobSerializer(many=True),
+    },
+)
+# Any string reaches the view (a malformed one answers 400), but a job id is a UUID.
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the job's id")
+UPLOAD_ERRORS = error_responses(400, 401, 413, 422, 429, 503)
+JOB_ERRORS = error_responses(400, 401, 404)
+
+
 class JobListCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
+        operation_id="api_jobs_list",
         parameters=[OpenApiParameter("status", str, enum=[s.value for s in Job.Status], required=False)],
-        responses=JobSerializer(many=True),
+        responses={200: PaginatedJobsSerializer, **error_responses(400, 401)},
     )
     def get(self, request):
         wanted = request.query_params.get("status")
@@ -73,9 +111,11 @@ class JobListCreateApi(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobSerializer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobSerializer, **UPLOAD_ERRORS})
     def post(self, request):
-        _refuse_oversized_body(request)
+        refusal = _check_body_length(request)
+        if refusal:
+            return refusal
         upload, refusal = _single_upload(request, field="file")
         if refusal:
             return refusal
@@ -83,19 +123,24 @@ class JobListCreateApi(APIView):
 
 
 def _job_or_404(request, job_id):
+    """The user's job; a 400 for an id that cannot be a job id, a 404 for another user's or an unknown one."""
+    if selectors.job_id_parse(job_id) is None:
+        return None, error(
+            400, "This is not a job id; job ids are UUIDs as returned by POST /api/jobs/.", code="malformed_id"
+        )
     job = selectors.job_get_for_user(user=request.user, job_id=job_id)
     if job is None:
-        return None, error(404, "No such job; check the id (jobs of other users are not visible).")
+        return None, error(404, "No such job; check the id (jobs of other users are not visible).", code="not_found")
     return job, None
 
 
 class JobDetailApi(APIView):
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(parameters=[JOB_ID], responses={200: JobSerializer, **JOB_ERRORS})
     def get(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         return missing or Response(JobSerializer(job, context={"request": request}).data)
 
-    @extend_schema(responses={204: None, 202: JobSerializer})
+    @extend_schema(parameters=[JOB_ID], responses={204: None, 202: JobSerializer, **JOB_ERRORS, **error_responses(503)})
     def delete(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         if missing:
@@ -110,33 +155,49 @@ class JobDetailApi(APIView):
 
 
 class JobRetryApi(APIView):
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(
+        request=None,
+        parameters=[JOB_ID],
+        responses={202: JobSerializer, **JOB_ERRORS, **error_responses(409, 429, 503)},
+    )
     def post(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         if missing:
             return missing
         try:
             job = services.job_retry(job=job)
+        except services.QuotaExceeded as exc:
+            return _quota_response(exc)
         except services.JobStateConflict as exc:
-            return error(409, str(exc))
+            return error(409, str(exc), code="conflict")
         except storage.StorageError as exc:
             raise StoreUnavailable(str(exc)) from exc
         return Response(JobSerializer(job, context={"request": request}).data, status=202)
 
 
 def _download(request, job):
+    if job.status == Job.Status.EXPIRED:
+        return error(409, job.error or "The MP3 of this job was deleted; upload the video again.", code="expired")
     if job.status != Job.Status.DONE:
-        return error(409, f"The MP3 is not ready: this job is {job.status}. Wait until it is done.")
+        return error(409, f"The MP3 is not ready: this job is {job.status}. Wait until it is done.", code="not_ready")
     try:
         return mp3_response(request, job)
     except storage.StoredFileNotFound:
-        return error(404, "The MP3 is no longer stored; convert the video again.")
+        return error(404, "The MP3 is no longer stored; convert the video again.", code="not_found")
     except storage.StorageError as exc:
         raise StoreUnavailable(str(exc)) from exc
 
 
 class JobMp3Api(APIView):
-    @extend_schema(responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, (206, "audio/mpeg"): OpenApiTypes.BINARY})
+    @extend_schema(
+        parameters=[JOB_ID],
+        responses={
+            (200, "audio/mpeg"): OpenApiTypes.BINARY,
+            (206, "audio/mpeg"): OpenApiTypes.BINARY,
+            **JOB_ERRORS,
+            **error_responses(409, 503),
+        },
+    )
     def get(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
         return missing or _download(request, job)
@@ -147,13 +208,21 @@ class OriginalUploadApi(APIView):
 
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={200: JobSerializer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={200: JobSerializer, **UPLOAD_ERRORS})
     def post(self, request):
-        _refuse_oversized_body(request)
+        refusal = _check_body_length(request)
+        if refusal:
+            return refusal
         upload, refusal = _single_upload(request, field=None)
         if refusal:
             return refusal
         return _create_job_response(request, upload, created_status=status.HTTP_200_OK)
+
+
+# What a fid can look like: an MP3's id (mp3-<job uuid>), or a GridFS ObjectId as the original system used.
+_WELL_FORMED_FID = re.compile(
+    r"mp3-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{24}"
+)
 
 
 class OriginalDownloadApi(APIView):
@@ -161,13 +230,24 @@ class OriginalDownloadApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("fid", str, required=True, description="the job's mp3_file_id")],
-        responses={(200, "audio/mpeg"): OpenApiTypes.BINARY},
+        responses={
+            (200, "audio/mpeg"): OpenApiTypes.BINARY,
+            (206, "audio/mpeg"): OpenApiTypes.BINARY,
+            **JOB_ERRORS,
+            **error_responses(409, 503),
+        },
     )
     def get(self, request):
         file_id = request.query_params.get("fid", "").strip()
         if not file_id:
-            return error(400, "fid is required: GET /download?fid=<mp3_file_id of a done job>.")
+            return error(400, "fid is required: GET /download?fid=<mp3_file_id of a done job>.", code="missing_fid")
+        if not _WELL_FORMED_FID.fullmatch(file_id):
+            return error(
+                400, "This fid is malformed; use the mp3_file_id of a done job (mp3-<job id>).", code="malformed_id"
+            )
         job = selectors.job_get_by_mp3_file_id_for_user(user=request.user, file_id=file_id)
         if job is None:
-            return error(404, "No MP3 with this fid; check the id (files of other users are not visible).")
+            return error(
+                404, "No MP3 with this fid; check the id (files of other users are not visible).", code="not_found"
+            )
         return _download(request, job)

@@ -1,8 +1,10 @@
 """Reads of jobs. A user only ever sees their own: another user's job is 'not found'."""
 
 import uuid
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Q, QuerySet, Sum
 
 from uploads.models import Job
 
@@ -14,7 +16,8 @@ def job_list_for_user(*, user, status: str | None = None) -> QuerySet[Job]:
     return jobs
 
 
-def _as_uuid(value) -> uuid.UUID | None:
+def job_id_parse(value) -> uuid.UUID | None:
+    """The job id in value, or None when it cannot be one (the API answers 400 for those)."""
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
@@ -22,7 +25,7 @@ def _as_uuid(value) -> uuid.UUID | None:
 
 
 def job_get_for_user(*, user, job_id) -> Job | None:
-    parsed = _as_uuid(job_id)
+    parsed = job_id_parse(job_id)
     if parsed is None:
         return None
     return Job.objects.filter(owner=user, id=parsed).first()
@@ -35,10 +38,49 @@ def job_get_by_mp3_file_id_for_user(*, user, file_id: str) -> Job | None:
 
 
 def job_get(*, job_id) -> Job | None:
-    parsed = _as_uuid(job_id)
+    parsed = job_id_parse(job_id)
     return Job.objects.filter(id=parsed).first() if parsed else None
 
 
 def job_is_cancelled(*, job_id) -> bool:
     """True when the job was cancelled or deleted: one query, asked every second by a running conversion."""
     return not Job.objects.filter(id=job_id).exclude(status=Job.Status.CANCELLED).exists()
+
+
+def job_count_in_progress(*, user) -> int:
+    """Jobs of this user waiting for or under conversion: what QUOTA_QUEUED_JOBS_PER_USER limits."""
+    return Job.objects.filter(owner=user, status__in=[Job.Status.QUEUED, Job.Status.CONVERTING]).count()
+
+
+def user_stored_bytes(*, user) -> int:
+    """Bytes this user keeps in GridFS: each job's video while it is stored, plus each MP3 it owns.
+
+    What QUOTA_BYTES_PER_USER limits. When MP3s become shared between jobs this must count each
+    stored file once.
+    """
+    totals = Job.objects.filter(owner=user).aggregate(
+        videos=Sum("size", filter=~Q(video_file_id="")),
+        mp3s=Sum("mp3_size", filter=~Q(mp3_file_id="")),
+    )
+    return (totals["videos"] or 0) + (totals["mp3s"] or 0)
+
+
+def job_expires_at(*, job: Job) -> datetime | None:
+    """When retention deletes this job's files; None when they are kept (unfinished job, or RETENTION_DAYS=0)."""
+    days = settings.RETENTION_DAYS
+    if days <= 0 or job.finished_at is None or job.status not in (Job.Status.DONE, Job.Status.FAILED):
+        return None
+    return job.finished_at + timedelta(days=days)
+
+
+def user_next_expiry(*, user) -> datetime | None:
+    """When retention next frees some of this user's stored bytes (the Retry-After of a storage-quota refusal)."""
+    if settings.RETENTION_DAYS <= 0:
+        return None
+    oldest = (
+        Job.objects.filter(owner=user, status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__isnull=False)
+        .order_by("finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    return oldest + timedelta(days=settings.RETENTION_DAYS) if oldest else None

@@ -1,12 +1,18 @@
+from datetime import datetime
+
 from django.urls import reverse
 from rest_framework import serializers
 
+from uploads import selectors
 from uploads.models import Job
 
 
 class JobSerializer(serializers.ModelSerializer):
     filename = serializers.CharField(source="original_filename")
     links = serializers.SerializerMethodField()
+    expires_at = serializers.SerializerMethodField(
+        help_text="When retention deletes the job's files (RETENTION_DAYS after it finished); null when they are kept."
+    )
 
     class Meta:
         model = Job
@@ -29,9 +35,14 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "notified_at",
+            "expires_at",
             "links",
         ]
         read_only_fields = fields
+
+    def get_expires_at(self, job: Job) -> datetime | None:
+        expires_at = selectors.job_expires_at(job=job)
+        return serializers.DateTimeField().to_representation(expires_at) if expires_at else None
 
     def get_links(self, job: Job) -> dict[str, str | None]:
         request = self.context.get("request")

@@ -16,8 +16,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.services import user_lock
 from conversion import ffmpeg
-from uploads import storage
+from uploads import selectors, storage
 from uploads.models import Job
 from videomp3 import broker
 
@@ -35,8 +36,62 @@ class UploadRejected(Exception):
         self.code = code
 
 
+class QuotaExceeded(UploadRejected):
+    """A per-user limit is reached (HTTP 429); retry_after says in how many seconds trying again may work."""
+
+    def __init__(self, sentence: str, code: str, *, retry_after: int):
+        super().__init__(429, sentence, code)
+        self.retry_after = retry_after
+
+
 class JobStateConflict(Exception):
     """The job's state does not allow this action (HTTP 409)."""
+
+
+# A queued job usually finishes within minutes; a client refused for too many queued jobs waits this long.
+QUEUED_QUOTA_RETRY_AFTER_SECONDS = 60
+
+
+def _human_bytes(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def _queued_quota_check(*, owner) -> None:
+    limit = settings.QUOTA_QUEUED_JOBS_PER_USER
+    if limit > 0 and selectors.job_count_in_progress(user=owner) >= limit:
+        raise QuotaExceeded(
+            f"You already have {limit} jobs waiting or converting, this server's limit; "
+            "wait until one of them finishes and try again.",
+            "too_many_queued_jobs",
+            retry_after=QUEUED_QUOTA_RETRY_AFTER_SECONDS,
+        )
+
+
+def _bytes_quota_check(*, owner, incoming: int) -> None:
+    limit = settings.QUOTA_BYTES_PER_USER
+    if limit <= 0:
+        return
+    stored = selectors.user_stored_bytes(user=owner)
+    if stored + incoming <= limit:
+        return
+    next_expiry = selectors.user_next_expiry(user=owner)
+    retry_after = int((next_expiry - timezone.now()).total_seconds()) if next_expiry else 3600
+    raise QuotaExceeded(
+        f"This upload ({_human_bytes(incoming)}) would pass your storage limit of {_human_bytes(limit)}: "
+        f"your files already take {_human_bytes(stored)}. Delete jobs you no longer need, or wait until "
+        "older files expire, and try again.",
+        "storage_quota_exceeded",
+        retry_after=max(60, retry_after),
+    )
+
+
+def quota_check(*, owner, incoming: int) -> None:
+    """Refuse (QuotaExceeded) an upload of `incoming` bytes that would pass one of the owner's limits."""
+    _queued_quota_check(owner=owner)
+    _bytes_quota_check(owner=owner, incoming=incoming)
 
 
 def display_filename(name: str) -> str:
@@ -69,6 +124,7 @@ def job_create(*, owner, upload: UploadedFile) -> Job:
         raise UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
     if upload.size > settings.MAX_UPLOAD_SIZE:
         raise UploadRejected(413, too_large_sentence(), "too_large")
+    quota_check(owner=owner, incoming=upload.size)  # before any work; checked again under a lock below
     with _local_path(upload) as path:
         try:
             info = ffmpeg.probe(path)
@@ -85,6 +141,10 @@ def job_create(*, owner, upload: UploadedFile) -> Job:
         )
     try:
         with transaction.atomic():
+            # One upload at a time per user past this point, so two parallel uploads cannot both
+            # squeeze under a limit; the refused one's video is deleted below.
+            user_lock(user=owner)
+            quota_check(owner=owner, incoming=stored.size)
             job = Job.objects.create(
                 id=job_id,
                 owner=owner,
@@ -330,6 +390,8 @@ def job_retry(*, job: Job) -> Job:
             "The uploaded video is no longer stored, so this job cannot be retried; upload it again."
         )
     with transaction.atomic():
+        user_lock(user=job.owner)
+        _queued_quota_check(owner=job.owner)
         updated = Job.objects.filter(id=job.id, status=Job.Status.FAILED).update(
             status=Job.Status.QUEUED,
             error="",
@@ -357,6 +419,9 @@ def job_delete(*, job: Job) -> Job | None:
         error="Cancelled by its owner while converting.",
         lease_owner="",
         lease_expires_at=None,
+        # Its files are deleted next: they no longer count toward the owner's storage quota
+        # (should the delete fail, cleanup_storage removes the unreferenced video later).
+        video_file_id="",
     )
     _job_files_delete(job)
     if cancelled:
@@ -370,6 +435,41 @@ def _job_files_delete(job: Job) -> None:
     if job.video_file_id:
         storage.delete(storage.VIDEOS, job.video_file_id)
     storage.delete(storage.MP3S, mp3_file_id_for(job.id))
+
+
+def jobs_expire(*, now=None) -> dict[str, int]:
+    """Retention: delete the files of jobs finished more than RETENTION_DAYS ago and mark them expired.
+
+    Run by `manage.py purge_expired` and by every converter's housekeeping; each expiry is a
+    conditional update, so parallel runs (and a concurrent retry) never both act on a job. Files
+    a store outage kept are deleted on a later run: expired jobs still naming a file are retried.
+    """
+    days = settings.RETENTION_DAYS
+    counts = {"expired": 0, "files_deleted": 0}
+    if days <= 0:
+        return counts
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    sentence = (
+        f"This job's files were deleted on {now:%Y-%m-%d}: this server keeps finished files for {days} "
+        f"day{'s' if days != 1 else ''}. Upload the video again to convert it again."
+    )
+    finished = Job.objects.filter(status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__lt=cutoff)
+    for job_id in finished.values_list("id", flat=True):
+        counts["expired"] += Job.objects.filter(
+            id=job_id, status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__lt=cutoff
+        ).update(status=Job.Status.EXPIRED, error=sentence, progress=0)
+    for job in Job.objects.filter(status=Job.Status.EXPIRED).exclude(video_file_id="", mp3_file_id=""):
+        try:
+            _job_files_delete(job)
+        except storage.StorageError as exc:
+            logger.warning("retention: files of job %s stay until the store is back: %s", job.id, exc)
+            break
+        Job.objects.filter(id=job.id, status=Job.Status.EXPIRED).update(video_file_id="", mp3_file_id="")
+        counts["files_deleted"] += 1
+    if any(counts.values()):
+        logger.info("retention: %s", counts)
+    return counts
 
 
 def job_source_video_discard(*, job: Job) -> None:

@@ -25,12 +25,18 @@ SECRET_KEY = env_secret("SECRET_KEY") or (_DEV_ONLY_KEY if DEBUG else "")
 JWT_SIGNING_KEY = env_secret("JWT_SIGNING_KEY") or (_DEV_ONLY_KEY + "-jwt" if DEBUG else "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
 
+
+def _weak_key(key: str) -> bool:
+    """Too short, a repeated character or two, or Django's placeholder: a key anyone could guess."""
+    return not key or key == _DEV_ONLY_KEY or len(key) < 32 or len(set(key)) < 5 or key.startswith("django-insecure-")
+
+
 if not DEBUG:
-    if not SECRET_KEY or SECRET_KEY == _DEV_ONLY_KEY or len(SECRET_KEY) < 32:
+    if _weak_key(SECRET_KEY):
         raise ImproperlyConfigured(
             "SECRET_KEY must be set to a random string of at least 32 characters when DEBUG is off."
         )
-    if not JWT_SIGNING_KEY or JWT_SIGNING_KEY == SECRET_KEY or len(JWT_SIGNING_KEY) < 32:
+    if _weak_key(JWT_SIGNING_KEY) or JWT_SIGNING_KEY == SECRET_KEY:
         raise ImproperlyConfigured(
             "JWT_SIGNING_KEY must be set to a random string of at least 32 characters, different from SECRET_KEY, when DEBUG is off."
         )
@@ -70,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy as a header on every response (Django 5.2 has no built-in CSP).
+    "videomp3.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "videomp3.urls"
@@ -162,6 +170,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Upload a video, get its audio as an MP3.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get their own components, so an upload's `file` is `format: binary` (a file part),
+    # not the `format: uri` a file field has in responses; clients and Schemathesis send it as a file.
+    "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -178,6 +189,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.SizeLimitedTemporaryFileUploadHandler"]
 KEEP_SOURCE_VIDEOS = env_bool("KEEP_SOURCE_VIDEOS", False)
+# Per-user limits (0: none). Stored bytes count the user's videos and MP3s still in GridFS; a new upload
+# that would pass the limit answers 429, as does one more job while this many are queued or converting.
+QUOTA_BYTES_PER_USER = env_int("QUOTA_BYTES_PER_USER", 10 * 1024**3)
+QUOTA_QUEUED_JOBS_PER_USER = env_int("QUOTA_QUEUED_JOBS_PER_USER", 10)
+# Finished jobs' files (MP3 and any kept video) are deleted this many days after the job finished (0: never);
+# the job stays, marked expired. `manage.py purge_expired` and every converter's housekeeping do it.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 7)
 MP3_BITRATE_KBPS = env_int("MP3_BITRATE_KBPS", 192)
 # The converter copies each video here before ffmpeg reads it (MP4s with the index at the end need seeking).
 CONVERSION_TEMP_DIR = env_str("CONVERSION_TEMP_DIR") or None
@@ -251,10 +269,30 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- HTTPS and browser security (see the README's Security section) ----------------------
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Off by default so a plain-HTTP install (Compose, minikube) keeps working; production behind TLS turns it on.
+# /healthz, /readyz and /metrics answer before the redirect, so probes over plain HTTP still work.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto: without it every request looks like
+# plain HTTP and SECURE_SSL_REDIRECT would loop. Only turn it on when the proxy overwrites the header.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Every page's assets are served by the app: no inline script or style, no third-party origin.
+# data: images are for the SVG icons Swagger UI's stylesheet embeds.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 # LOG_FORMAT=json: one JSON object per line, for log collectors.
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")

@@ -67,6 +67,7 @@ def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(
     outage_env, private_broker, client, tmp_path, tmp_path_factory, settings
 ):
     settings.QUEUE_PREFIX = outage_env["QUEUE_PREFIX"] = "outage-"
+    settings.QUOTA_QUEUED_JOBS_PER_USER = 0  # one user's 15 jobs in flight at once: a load, not a quota test
     path = media.make_media(tmp_path_factory.getbasetemp() / "media-cache", "wav_pcm", seconds=30.0)
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **outage_env)
     notifier = manage_command(["run_notifier"], tmp_path / "notifier.log", **outage_env)

@@ -227,3 +227,34 @@ def _ffmpeg_atomically(target: Path, args: list[str]) -> None:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def make_disguised(directory: Path, name: str, content: bytes) -> Path:
+    """content saved under a misleading name (a script or a program posing as a video)."""
+    target = Path(directory) / "disguised" / name
+    if not target.exists():
+        _write_atomically(target, content)
+    return target
+
+
+def make_elf_as_mp4(directory: Path) -> Path:
+    """A real executable of this machine (the ffmpeg binary's first 64 KiB: an ELF header and code) named .mp4."""
+    with open(_FFMPEG, "rb") as program:
+        return make_disguised(directory, "program.mp4", program.read(64 * 1024))
+
+
+def make_png_as_mp4(directory: Path) -> Path:
+    return make_disguised(directory, "picture.mp4", make_media(directory, "png_image").read_bytes())
+
+
+def make_polyglot(directory: Path) -> Path:
+    """One file that is at once a PNG, an HTML page with a script and a ZIP archive, named .mp4."""
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("payload.php", "<?php system($_GET['c']); ?>")
+    html = b"<html><body><script>alert(document.cookie)</script></body></html>"
+    content = make_media(directory, "png_image").read_bytes() + html + archive.getvalue()
+    return make_disguised(directory, "polyglot.mp4", content)

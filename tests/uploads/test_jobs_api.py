@@ -173,10 +173,15 @@ def test_another_users_job_is_404_everywhere(alice, media_files):
     assert Job.objects.filter(id=job_id).exists()
 
 
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "1' OR '1'='1", "x" * 300])
-def test_unknown_or_malformed_ids_are_404(alice, bad_id):
-    assert alice.get(f"/api/jobs/{bad_id}/").status_code == 404
-    assert alice.get("/download", {"fid": bad_id}).status_code == 404
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "1' OR '1'='1", "x" * 300])
+def test_malformed_ids_are_400(alice, bad_id):
+    assert alice.get(f"/api/jobs/{bad_id}/").status_code == 400
+    assert alice.get("/download", {"fid": bad_id}).status_code == 400
+
+
+def test_unknown_ids_are_404(alice):
+    assert alice.get("/api/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert alice.get("/download", {"fid": "mp3-00000000-0000-0000-0000-000000000000"}).status_code == 404
 
 
 def test_delete_of_a_queued_job_removes_its_files(alice, media_files):

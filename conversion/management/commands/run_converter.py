@@ -2,7 +2,7 @@ import logging
 import threading
 
 from conversion.services import job_convert
-from uploads.services import jobs_sweep
+from uploads.services import jobs_expire, jobs_sweep
 from videomp3 import broker
 from videomp3.workers import WorkerCommand
 
@@ -20,3 +20,5 @@ class Command(WorkerCommand):
         counts = jobs_sweep()
         if any(counts.values()):
             logger.info("sweep: %s", counts)
+        # Retention runs here too, so no separate cron job is needed; it logs what it deletes.
+        jobs_expire()

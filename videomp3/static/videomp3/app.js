@@ -251,7 +251,7 @@
   // ---- one job, drawn as a list row or as the body of its own page ----------------------------------
 
   // What changes the row's structure; progress alone only moves the bar.
-  const jobShape = (job) => [job.status, job.error, job.mp3_size, job.mp3_duration, job.duration].join("|");
+  const jobShape = (job) => [job.status, job.error, job.mp3_size, job.mp3_duration, job.duration, job.expires_at].join("|");
 
   function jobMeta(job) {
     const parts = [];
@@ -262,6 +262,8 @@
       parts.push(formatBytes(job.size));
     }
     const meta = h("p", { class: "job-meta" }, parts.filter(Boolean).join(" · "), " · ", timeElement(job.created_at, "uploaded "));
+    // Retention (RETENTION_DAYS): say when the server deletes the files.
+    if (job.expires_at) meta.append(" · ", h("span", { dataset: { expires: "" } }, timeElement(job.expires_at, "deleted ")));
     return meta;
   }
 
@@ -279,7 +281,7 @@
       );
     } else if (job.status === "failed") box.append(h("p", { class: "job-error", text: job.error || "The conversion failed." }));
     else if (job.status === "cancelled") box.append("Cancelled before the MP3 was finished.");
-    else if (job.status === "expired") box.append("The files were removed after the retention period.");
+    else if (job.status === "expired") box.append(job.error || "The files were removed after the retention period.");
     return box;
   }
 
@@ -326,6 +328,7 @@
     ];
     if (job.status === "done") facts.push(["MP3", [formatBytes(job.mp3_size), formatDuration(job.mp3_duration)].filter(Boolean).join(" · ")]);
     if (job.finished_at) facts.push(["Finished", dateFormat.format(new Date(job.finished_at))]);
+    if (job.expires_at) facts.push(["Files kept until", dateFormat.format(new Date(job.expires_at))]);
     return h("dl", { class: "facts" }, facts.filter(([, value]) => value).map(([term, value]) => [h("dt", { text: term }), h("dd", { text: value })]));
   }
 
