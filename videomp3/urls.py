@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("api/auth/", include("accounts.urls")),
     path("api/jobs/", include("uploads.urls")),
+    path("api/presets/", upload_apis.PresetListApi.as_view(), name="preset-list"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # The original system's endpoints, kept so its clients work unchanged.
