@@ -121,7 +121,7 @@ def parse_time(value) -> float:
             raise ValueError
         hours, minutes, rest = match.groups()
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(rest)
-        if minutes is not None and float(rest) >= 60:
+        if (minutes is not None and float(rest) >= 60) or (hours is not None and int(minutes) >= 60):
             raise ValueError
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError
