@@ -3,9 +3,13 @@
 import sys
 import time
 
-from bench import conversion_overhead, converter_memory
+from bench import conversion_overhead, converter_memory, stream_copy
 
-SCRIPTS = [("conversion_overhead", conversion_overhead.main), ("converter_memory", converter_memory.main)]
+SCRIPTS = [
+    ("conversion_overhead", conversion_overhead.main),
+    ("converter_memory", converter_memory.main),
+    ("stream_copy", stream_copy.main),
+]
 
 
 def main() -> int:

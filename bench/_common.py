@@ -63,6 +63,29 @@ def media(seconds: int, size: str = "1280x720", rate: int = 30) -> Path:
     return target
 
 
+def mp3_in_container(seconds: int) -> Path:
+    """A Matroska file with small H.264 video and 128k MP3 audio (MP3 in a container), cached under bench/.cache/."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    target = CACHE_DIR / f"video-{seconds}s-120p-mp3.mkv"
+    if target.exists():
+        return target
+    partial = target.with_suffix(".part.mkv")
+    # fmt: off
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=5:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            "-c:a", "libmp3lame", "-b:a", "128k", "-ac", "2", "-shortest", "-f", "matroska", str(partial),
+        ],
+        check=True,
+    )
+    # fmt: on
+    partial.replace(target)
+    return target
+
+
 def raw_ffmpeg(source: Path, out: Path) -> None:
     subprocess.run(
         [

@@ -35,8 +35,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conversion.options import Encoding
 
 # Demuxer names as ffmpeg registers them (`ffmpeg -demuxers`). ffmpeg compares its
 # format_whitelist alias by alias, so "mov,mp4,m4a,3gp,3g2,mj2" may be listed whole.
@@ -109,6 +112,10 @@ class MediaInfo:
     duration: float | None  # seconds
     audio_codecs: list[str]
     video_codecs: list[str]  # without cover art (attached pictures)
+    # Every audio stream in order (their position is ffmpeg's 0:a:N): codec, channels, sample_rate,
+    # language (as tagged, or None) and default (flagged as the default track).
+    audio_streams: list[dict] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # title, artist, album, date of the container, when present
 
     @property
     def has_audio(self) -> bool:
@@ -265,7 +272,9 @@ def _probe_with_ffprobe(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
     command = [
         probe_exe, "-v", "error", "-hide_banner", *_input_options(),
         # Only what MediaInfo needs: keeps the output small whatever tags the file carries.
-        "-show_entries", "format=format_name,duration:stream=codec_type,codec_name,sample_rate:stream_disposition=attached_pic",
+        "-show_entries",
+        "format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels"
+        f":stream_disposition=attached_pic,default:stream_tags=language:format_tags={_TAG_ENTRIES}",
         "-print_format", "json",
         "-i", _file_url(path),
     ]
@@ -279,24 +288,48 @@ def _probe_with_ffprobe(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
     except (ValueError, KeyError, TypeError):
         raise MediaError("not_media", NOT_MEDIA) from None
 
-    audio, video, unreadable_audio = [], [], False
+    audio, video, unreadable_audio, audio_streams = [], [], False, []
     for stream in data.get("streams", []):
         codec = stream.get("codec_name", "unknown")
         if stream.get("codec_type") == "audio":
-            if _number(stream.get("sample_rate")):  # 0 or absent: unreadable
+            sample_rate = _number(stream.get("sample_rate"))
+            if sample_rate:  # 0 or absent: unreadable
                 audio.append(codec)
             else:
                 unreadable_audio = True
+            audio_streams.append(
+                {
+                    "codec": codec,
+                    "channels": stream.get("channels"),
+                    "sample_rate": int(sample_rate) if sample_rate else None,
+                    "language": _language(stream.get("tags", {}).get("language")),
+                    "default": bool(stream.get("disposition", {}).get("default")),
+                }
+            )
         elif stream.get("codec_type") == "video" and not stream.get("disposition", {}).get("attached_pic"):
             video.append(codec)
-    return MediaInfo(container, _number(data["format"].get("duration")), audio, video), unreadable_audio
+    tags = {key.lower(): str(value)[:200] for key, value in data["format"].get("tags", {}).items() if value}
+    duration = _number(data["format"].get("duration"))
+    return MediaInfo(container, duration, audio, video, audio_streams, tags), unreadable_audio
+
+
+_TAG_NAMES = ("title", "artist", "album", "date")
+# ffprobe matches tag names case-sensitively, and containers spell them either way (Matroska: ARTIST).
+_TAG_ENTRIES = ",".join([*_TAG_NAMES, *(name.upper() for name in _TAG_NAMES)])
+
+
+def _language(tag: object) -> str | None:
+    text = str(tag).strip().lower() if tag else ""
+    return text if text and text != "und" else None
 
 
 # The human-readable dump of `ffmpeg -i`, used when there is no ffprobe (imageio-ffmpeg ships none).
 _INPUT_RE = re.compile(r"^Input #0, (.+?), from '", re.MULTILINE)
 _DURATION_RE = re.compile(r"^\s+Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)", re.MULTILINE)
-_STREAM_RE = re.compile(r"^\s+Stream #0:\d+\S*: (Audio|Video): ([^\s,]+)(.*)$", re.MULTILINE)
-_SAMPLE_RATE_RE = re.compile(r", [1-9]\d* Hz\b")
+_STREAM_RE = re.compile(r"^\s+Stream #0:\d+(\S*): (Audio|Video): ([^\s,]+)(.*)$", re.MULTILINE)
+_STREAM_LANGUAGE_RE = re.compile(r"\(([a-z]{2,3})\)")
+_CHANNEL_COUNTS = {"mono": 1, "stereo": 2}
+_SAMPLE_RATE_VALUE_RE = re.compile(r", ([1-9]\d*) Hz\b")
 
 
 def _probe_with_ffmpeg(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
@@ -315,16 +348,28 @@ def _probe_with_ffmpeg(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
         hours, minutes, seconds = duration_match.groups()
         duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
-    audio, video, unreadable_audio = [], [], False
-    for kind, codec, rest in _STREAM_RE.findall(dump):
+    audio, video, unreadable_audio, audio_streams = [], [], False, []
+    for label, kind, codec, rest in _STREAM_RE.findall(dump):
         if kind == "Audio":
-            if _SAMPLE_RATE_RE.search(rest):
+            rate_match = _SAMPLE_RATE_VALUE_RE.search(rest)
+            if rate_match:
                 audio.append(codec)
             else:
                 unreadable_audio = True
+            language = _STREAM_LANGUAGE_RE.search(label)
+            layout = rest.split(",")[2].strip() if rest.count(",") >= 2 else ""
+            audio_streams.append(
+                {
+                    "codec": codec,
+                    "channels": _CHANNEL_COUNTS.get(layout),
+                    "sample_rate": int(rate_match.group(1)) if rate_match else None,
+                    "language": _language(language.group(1) if language else None),
+                    "default": "(default)" in rest,
+                }
+            )
         elif "(attached pic)" not in rest:
             video.append(codec)
-    return MediaInfo(input_match.group(1), duration, audio, video), unreadable_audio
+    return MediaInfo(input_match.group(1), duration, audio, video, audio_streams), unreadable_audio
 
 
 def _number(value: object) -> float | None:
@@ -377,6 +422,8 @@ def convert_to_mp3(
     destination: str | os.PathLike,
     *,
     duration: float | None,
+    options: "Encoding | None" = None,
+    cover: str | os.PathLike | None = None,
     bitrate_kbps: int = 192,
     on_progress: Callable[[int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -384,26 +431,155 @@ def convert_to_mp3(
 ) -> None:
     """Write the source's audio to destination as MP3.
 
+    `options` is the job's encoding as conversion/options.py builds it (maps, trim, codec, filters,
+    tags); without it the audio is encoded at `bitrate_kbps` CBR as ffmpeg chooses the track. `cover`
+    is a JPEG (from grab_frame) embedded as the front cover; it needs options with an explicit audio map.
+
     on_progress gets whole percentages (from `duration`, usually probe(source).duration), only
     increasing, and 100 once the MP3 is complete. should_cancel is polled about every
     CANCEL_CHECK_INTERVAL seconds, even while ffmpeg prints nothing. Callbacks run on the calling
     thread. Raises FfmpegCancelled or MediaError("decode_failed"); either way no partial
     destination is left behind.
     """
-    if not 8 <= bitrate_kbps <= 320:
-        raise ValueError(f"MP3 bitrate must be 8-320 kbps, not {bitrate_kbps}")
+    if options is None:
+        if not 8 <= bitrate_kbps <= 320:
+            raise ValueError(f"MP3 bitrate must be 8-320 kbps, not {bitrate_kbps}")
+        # No -map: ffmpeg's own choice is a single audio stream, preferring the track flagged default.
+        input_args: tuple[str, ...] = ()
+        output_args: tuple[str, ...] = ("-vn", "-sn", "-dn", "-c:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k")
+    else:
+        input_args, output_args = options.input_args, options.output_args
+        duration = options.output_duration if options.output_duration is not None else duration
+    cover_args: list[str] = []
+    if cover is not None:
+        if options is None or options.audio_map is None:
+            raise ValueError("a cover needs options that map the audio stream explicitly")
+        # Our own JPEG: read as a single JPEG image through the file protocol only.
+        # fmt: off
+        cover_args = [
+            "-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", _file_url(cover),
+        ]
+        output_args = (
+            *output_args,
+            "-map", "1:v", "-c:v", "copy", "-disposition:v:0", "attached_pic",
+            "-metadata:s:v", "title=Cover", "-metadata:s:v", "comment=Cover (front)",
+        )
+        # fmt: on
     source_url, destination_url = _file_url(source), _file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), "-i", source_url,
-        # No -map: ffmpeg's own choice is a single audio stream, preferring the track flagged default.
-        "-vn", "-sn", "-dn",
-        "-c:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k",
+        *_input_options(), *input_args, "-i", source_url,
+        *cover_args,
+        *output_args,
         "-progress", "pipe:1", "-nostats",
         "-f", "mp3", destination_url,
     ]
     # fmt: on
+    _run_ffmpeg(
+        command,
+        duration=duration,
+        on_progress=on_progress,
+        should_cancel=should_cancel,
+        limits=limits,
+        output=destination,
+        source_url=source_url,
+        destination_url=destination_url,
+    )
+    if on_progress is not None:
+        on_progress(100)
+
+
+def measure_loudness(
+    source: str | os.PathLike,
+    *,
+    input_args: list[str],
+    output_args: list[str],
+    should_cancel: Callable[[], bool] | None = None,
+    limits: ChildLimits | None = None,
+) -> dict[str, str]:
+    """loudnorm's measuring pass: its JSON report (input_i, input_tp, input_lra, input_thresh, target_offset)."""
+    source_url = _file_url(source)
+    # fmt: off
+    command = [
+        ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "info", "-nostats",
+        *_input_options(), *input_args, "-i", source_url,
+        *output_args, "-f", "null", "-",
+    ]
+    # fmt: on
+    stderr = _run_ffmpeg(
+        command,
+        duration=None,
+        on_progress=None,
+        should_cancel=should_cancel,
+        limits=limits,
+        output=None,
+        source_url=source_url,
+        destination_url="-",
+        tail_lines=_LOUDNORM_TAIL,
+    )
+    text = "\n".join(stderr)
+    start, end = text.rfind("{"), text.rfind("}")
+    try:
+        report = json.loads(text[start : end + 1]) if 0 <= start < end else None
+        measured = {key: str(report[key]) for key in _LOUDNORM_KEYS}
+        for value in measured.values():
+            float(value)  # "-inf" for silence is a float too; the check below refuses it
+    except (ValueError, KeyError, TypeError):
+        raise MediaError("decode_failed", LOUDNESS_FAILED) from None
+    if not math.isfinite(float(measured["input_i"])):
+        raise MediaError("silent", SILENT_AUDIO)
+    return measured
+
+
+_LOUDNORM_KEYS = ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")
+_LOUDNORM_TAIL = 40  # the JSON report is a dozen lines, the last ffmpeg prints
+LOUDNESS_FAILED = "The loudness of this file could not be measured. Try again without loudness normalization."
+SILENT_AUDIO = "This audio is silent, so it cannot be loudness-normalized. Convert it without normalization."
+
+
+def grab_frame(
+    source: str | os.PathLike, destination: str | os.PathLike, *, at: float, limits: ChildLimits | None = None
+) -> bool:
+    """Write the video frame at `at` seconds as a JPEG of the video's dimensions; False when there is none."""
+    source_url, destination_url = _file_url(source), _file_url(destination)
+    # fmt: off
+    command = [
+        ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        *_input_options(), "-ss", f"{at:.3f}", "-i", source_url,
+        # 0:V is video that is not an attached picture.
+        "-map", "0:V:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg", destination_url,
+    ]
+    # fmt: on
+    try:
+        _run_ffmpeg(
+            command,
+            duration=None,
+            on_progress=None,
+            should_cancel=None,
+            limits=limits,
+            output=destination,
+            source_url=source_url,
+            destination_url=destination_url,
+        )
+    except MediaError:
+        return False
+    return os.path.exists(destination) and os.path.getsize(destination) > 0
+
+
+def _run_ffmpeg(
+    command: list[str],
+    *,
+    duration: float | None,
+    on_progress: Callable[[int], None] | None,
+    should_cancel: Callable[[], bool] | None,
+    limits: ChildLimits | None,
+    output: str | os.PathLike | None,
+    source_url: str,
+    destination_url: str,
+    tail_lines: int = _STDERR_TAIL,
+) -> list[str]:
+    """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded."""
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -418,7 +594,7 @@ def convert_to_mp3(
     # poll should_cancel() on a timer however quiet ffmpeg is. Progress lines come back through a
     # queue (None = stdout closed); of stderr only a bounded tail is kept.
     progress_lines: queue.Queue[str | None] = queue.Queue()
-    stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+    stderr_tail: deque[str] = deque(maxlen=tail_lines)
     readers = [
         threading.Thread(target=_pump, args=(process.stdout, progress_lines.put, progress_lines.put), daemon=True),
         threading.Thread(target=_pump, args=(process.stderr, stderr_tail.append), daemon=True),
@@ -465,10 +641,9 @@ def convert_to_mp3(
             reader.join(timeout=TERMINATE_GRACE)
         process.stdout.close()
         process.stderr.close()
-        if not finished:
-            _remove(destination)
-    if on_progress is not None:
-        on_progress(100)
+        if not finished and output is not None:
+            _remove(output)
+    return list(stderr_tail)
 
 
 def _pump(stream: IO[bytes], sink: Callable[[str], object], at_end: Callable[[None], object] | None = None) -> None:

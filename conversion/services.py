@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connections
 
 from conversion import ffmpeg
+from conversion import options as conversion_options
 from uploads import selectors as job_selectors
 from uploads import services as job_services
 from uploads import storage
@@ -98,6 +99,59 @@ def _progress_recorder(job_id, lease_owner: str) -> Callable[[int], None]:
     return record
 
 
+def _limits_for(job) -> ffmpeg.ChildLimits:
+    return ffmpeg.ChildLimits.for_duration(
+        job.duration,
+        base_seconds=settings.FFMPEG_TIME_LIMIT_BASE,
+        seconds_per_second=settings.FFMPEG_TIME_LIMIT_FACTOR,
+        memory_mb=settings.FFMPEG_MEMORY_LIMIT_MB,
+    )
+
+
+def _job_options(job) -> conversion_options.JobOptions:
+    if not job.options:  # jobs from before per-job options, and POST /upload
+        return conversion_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
+    return conversion_options.JobOptions.from_stored(job.options)
+
+
+def _measure_loudness(job, owner: str, source: Path, *, should_cancel, limits) -> dict | None:
+    """loudnorm pass 1 when the job normalizes: measure the audio that will be converted, and record it."""
+    options = _job_options(job)
+    if not options.normalize:
+        return None
+    input_args, output_args = conversion_options.loudness_analysis_args(
+        options, audio_streams=job.audio_streams, duration=job.duration
+    )
+    measured = ffmpeg.measure_loudness(
+        source, input_args=input_args, output_args=output_args, should_cancel=should_cancel, limits=limits
+    )
+    loudness = {key: float(value) for key, value in measured.items()}
+    job_services.job_record_input_loudness(job_id=job.id, lease_owner=owner, loudness=loudness)
+    return loudness
+
+
+def _encoding_for(job, *, loudness: dict | None) -> conversion_options.Encoding:
+    return conversion_options.encoding_for(
+        _job_options(job),
+        audio_streams=job.audio_streams,
+        duration=job.duration,
+        source_tags=job.source_tags,
+        filename_title=job.mp3_filename.removesuffix(".mp3"),
+        loudness=loudness,
+    )
+
+
+def _grab_cover(job, encoding, source: Path, destination: Path, *, limits) -> Path | None:
+    """The cover frame, for videos (audio-only files get no cover); None when off or there is no frame there."""
+    at = conversion_options.cover_time(_job_options(job), duration=job.duration)
+    if at is None or not job.video_codec or encoding.audio_map is None:
+        return None
+    if not ffmpeg.grab_frame(source, destination, at=at, limits=limits):
+        logger.info("job %s: no video frame at %.3f s, so the MP3 gets no cover", job.id, at)
+        return None
+    return destination
+
+
 def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str:
     """Convert one job; returns "done", "failed", "retrying", "skipped", "cancelled" or "lost".
 
@@ -129,19 +183,19 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
             failpoints.reached("reading", job.id)
             storage.copy_to_path(storage.VIDEOS, job.video_file_id, source)
             failpoints.reached("converting", job.id)
+            limits = _limits_for(job)
+            loudness = _measure_loudness(job, owner, source, should_cancel=watch, limits=limits)
+            encoding = _encoding_for(job, loudness=loudness)
+            cover = _grab_cover(job, encoding, source, Path(workdir) / "cover.jpg", limits=limits)
             ffmpeg.convert_to_mp3(
                 source,
                 destination,
                 duration=job.duration,
-                bitrate_kbps=settings.MP3_BITRATE_KBPS,
+                options=encoding,
+                cover=cover,
                 on_progress=_progress_recorder(job.id, owner),
                 should_cancel=watch,
-                limits=ffmpeg.ChildLimits.for_duration(
-                    job.duration,
-                    base_seconds=settings.FFMPEG_TIME_LIMIT_BASE,
-                    seconds_per_second=settings.FFMPEG_TIME_LIMIT_FACTOR,
-                    memory_mb=settings.FFMPEG_MEMORY_LIMIT_MB,
-                ),
+                limits=limits,
             )
             mp3_duration = ffmpeg.media_duration(destination)
             failpoints.reached("writing", job.id)

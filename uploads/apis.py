@@ -7,13 +7,15 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from conversion import options as conversion_options
 from uploads import selectors, services, storage
 from uploads.downloads import mp3_response
 from uploads.models import Job
-from uploads.serializers import JobSerializer, UploadSerializer
+from uploads.serializers import JobSerializer, PresetSerializer, UploadSerializer
 from uploads.upload_handlers import UploadTooLarge
 from videomp3.api_errors import error, error_responses
 
@@ -67,12 +69,27 @@ def _quota_response(exc: services.QuotaExceeded) -> Response:
     return response
 
 
-def _create_job_response(request, upload, *, created_status: int) -> Response:
+def _requested_options(request):
+    """Per-job options from the form fields beside `file` and the JSON `options` field, or a 400 Response."""
+    form = {name: request.data.get(name) for name in request.data if name not in request.FILES and name != "options"}
+    raw, errors = conversion_options.merge_sources(form=form, json_text=request.data.get("options"))
     try:
-        job = services.job_create(owner=request.user, upload=upload)
+        if errors:
+            raise conversion_options.OptionsInvalid(errors)
+        return conversion_options.parse_options(raw, default_bitrate=settings.MP3_BITRATE_KBPS), None
+    except conversion_options.OptionsInvalid as exc:
+        rejected = services.options_rejected(exc)
+        return None, error(rejected.status, str(rejected), code=rejected.code, errors=rejected.errors)
+
+
+def _create_job_response(request, upload, *, created_status: int, options=None) -> Response:
+    try:
+        job = services.job_create(owner=request.user, upload=upload, options=options)
     except services.QuotaExceeded as exc:
         return _quota_response(exc)
     except services.UploadRejected as exc:
+        if exc.errors:
+            return error(exc.status, str(exc), code=exc.code, errors=exc.errors)
         return error(exc.status, str(exc), code=exc.code)
     except storage.StorageError as exc:
         raise StoreUnavailable(str(exc)) from exc
@@ -119,7 +136,20 @@ class JobListCreateApi(APIView):
         upload, refusal = _single_upload(request, field="file")
         if refusal:
             return refusal
-        return _create_job_response(request, upload, created_status=status.HTTP_202_ACCEPTED)
+        options, refusal = _requested_options(request)
+        if refusal:
+            return refusal
+        return _create_job_response(request, upload, created_status=status.HTTP_202_ACCEPTED, options=options)
+
+
+class PresetListApi(APIView):
+    """The named option presets: `preset=<name>` on upload, individual fields override them."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=PresetSerializer(many=True))
+    def get(self, request):
+        return Response({"results": conversion_options.presets_listing()})
 
 
 def _job_or_404(request, job_id):

@@ -28,6 +28,16 @@ class Job(models.Model):
     video_codec = models.CharField(max_length=32, blank=True)
     duration = models.FloatField(null=True, blank=True)
     video_file_id = models.CharField(max_length=64, blank=True)
+    # From the upload-time probe, so options can be checked and built without opening the file again:
+    # each audio stream (codec, channels, sample_rate, language, default) and the container's tags.
+    audio_streams = models.JSONField(default=list, blank=True)
+    source_tags = models.JSONField(default=dict, blank=True)
+
+    # What was asked for: conversion.options.JobOptions.canonical() (every field, defaults filled in),
+    # so equal requests store equal JSON. {} (jobs from before options, POST /upload) means the defaults.
+    options = models.JSONField(default=dict, blank=True)
+    # loudnorm's measurement of the input (input_i LUFS, input_tp dBTP, ...) when normalizing.
+    input_loudness = models.JSONField(null=True, blank=True)
 
     # What was produced.
     mp3_file_id = models.CharField(max_length=64, blank=True, db_index=True)

@@ -27,6 +27,9 @@ class JobSerializer(serializers.ModelSerializer):
             "audio_codec",
             "video_codec",
             "duration",
+            "audio_streams",
+            "options",
+            "input_loudness",
             "mp3_file_id",
             "mp3_size",
             "mp3_duration",
@@ -59,3 +62,13 @@ class JobSerializer(serializers.ModelSerializer):
 
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The video (or audio) file.")
+    preset = serializers.CharField(required=False, help_text="A named preset (GET /api/presets/).")
+    options = serializers.CharField(
+        required=False, help_text='All options as one JSON object, e.g. {"bitrate": 128, "channels": "mono"}.'
+    )
+
+
+class PresetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    options = serializers.DictField(help_text="The option fields this preset sets; the rest keep their defaults.")

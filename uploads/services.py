@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.services import user_lock
 from conversion import ffmpeg
+from conversion import options as conversion_options
 from uploads import selectors, storage
 from uploads.models import Job
 from videomp3 import broker
@@ -28,12 +29,17 @@ MAX_FILENAME_LENGTH = 200
 
 
 class UploadRejected(Exception):
-    """The upload is refused; `status` is the HTTP answer and str() the sentence."""
+    """The upload is refused; `status` is the HTTP answer and str() the sentence (`errors`: per field)."""
 
-    def __init__(self, status: int, sentence: str, code: str):
+    def __init__(self, status: int, sentence: str, code: str, errors: dict[str, list[str]] | None = None):
         super().__init__(sentence)
         self.status = status
         self.code = code
+        self.errors = errors
+
+
+def options_rejected(exc: conversion_options.OptionsInvalid) -> UploadRejected:
+    return UploadRejected(400, f"Some output options are not valid; {exc}", "invalid_options", errors=exc.errors)
 
 
 class QuotaExceeded(UploadRejected):
@@ -118,8 +124,14 @@ def _local_path(upload: UploadedFile):
         yield copy.name
 
 
-def job_create(*, owner, upload: UploadedFile) -> Job:
-    """Probe the upload, store it in GridFS and queue it; nothing is stored when it is refused."""
+def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOptions | None = None) -> Job:
+    """Probe the upload, store it in GridFS and queue it; nothing is stored when it is refused.
+
+    `options` were validated on their own (conversion.options.parse_options); what depends on the file
+    (trim within its duration, the chosen audio track) is checked here, after probing. None: defaults.
+    """
+    if options is None:
+        options = conversion_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
     if upload.size == 0:
         raise UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
     if upload.size > settings.MAX_UPLOAD_SIZE:
@@ -130,6 +142,10 @@ def job_create(*, owner, upload: UploadedFile) -> Job:
             info = ffmpeg.probe(path)
         except ffmpeg.MediaError as exc:
             raise UploadRejected(422, str(exc), exc.code) from None
+        try:
+            conversion_options.check_against_media(options, duration=info.duration, audio_streams=info.audio_streams)
+        except conversion_options.OptionsInvalid as exc:
+            raise options_rejected(exc) from None
         job_id = uuid.uuid4()
         filename = display_filename(upload.name)
         stored = storage.save_path(
@@ -156,6 +172,9 @@ def job_create(*, owner, upload: UploadedFile) -> Job:
                 video_codec=(info.video_codecs[0] if info.video_codecs else "")[:32],
                 duration=info.duration,
                 video_file_id=stored.file_id,
+                audio_streams=info.audio_streams,
+                source_tags=info.tags,
+                options=options.canonical(),
             )
             job_queue_on_commit(job.id)
     except Exception:
@@ -266,6 +285,11 @@ def job_retry_later(*, job_id, lease_owner: str, reason: str) -> str:
     )
     logger.warning("job %s will be retried in %d s: %s", job_id, delay, reason)
     return "retrying"
+
+
+def job_record_input_loudness(*, job_id, lease_owner: str, loudness: dict) -> None:
+    """loudnorm's measurement of the input, kept on the job (shown in its detail)."""
+    Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(input_loudness=loudness)
 
 
 def job_set_progress(*, job_id, lease_owner: str, percent: int) -> None:

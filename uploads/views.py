@@ -6,6 +6,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 
+from conversion import options as conversion_options
 from uploads import selectors
 from uploads.serializers import JobSerializer
 from uploads.services import too_large_sentence
@@ -42,7 +43,19 @@ def jobs_page(request):
         "next": f"{reverse('job-list')}?page=2" if count > page_size else None,
         "results": JobSerializer(jobs[:page_size], many=True, context={"request": request}).data,
     }
-    return render(request, "uploads/jobs.html", {"config": _page_config(request), "initial_jobs": initial})
+    context = {"config": _page_config(request), "initial_jobs": initial, **_output_option_choices()}
+    return render(request, "uploads/jobs.html", context)
+
+
+def _output_option_choices() -> dict:
+    """What the upload page's "Output options" form offers (issue #9); the API validates what is sent."""
+    return {
+        "presets": conversion_options.presets_listing(),
+        "cbr_bitrates": conversion_options.CBR_BITRATES,
+        "vbr_qualities": range(10),
+        "sample_rates": conversion_options.SAMPLE_RATES,
+        "default_bitrate": settings.MP3_BITRATE_KBPS,
+    }
 
 
 @login_required

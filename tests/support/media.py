@@ -62,6 +62,25 @@ def _kinds(s: float) -> dict[str, tuple[str, list[str]]]:
             + ["-map", "0:a", "-map", "1:a", "-c:a", "libvorbis"]
             + ["-disposition:a:0", "0", "-disposition:a:1", "default", "-f", "matroska"],
         ),
+        # Two audio tracks told apart by frequency and language: English 440 Hz, German 1000 Hz (default).
+        "mkv_two_languages": (
+            ".mkv",
+            _video(s)
+            + _audio(s)
+            + _audio(s, frequency=1000)
+            + ["-map", "0:v", "-map", "1:a", "-map", "2:a", *_H264, "-c:a", "libvorbis"]
+            + ["-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=deu"]
+            + ["-disposition:a:0", "0", "-disposition:a:1", "default", "-f", "matroska"],
+        ),
+        # MP3 audio in a container, with tags: what stream copy is for.
+        "mkv_mp3_tagged": (
+            ".mkv",
+            _video(s)
+            + _audio(s)
+            + ["-map", "0:v", "-map", "1:a", *_H264, "-c:a", "libmp3lame", "-b:a", "128k"]
+            + ["-metadata", "title=Source Title", "-metadata", "artist=Source Artist"]
+            + ["-metadata", "album=Source Album", "-metadata", "date=2021", "-f", "matroska"],
+        ),
         "png_image": (
             ".png",
             ["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1", "-frames:v", "1", "-c:v", "png", "-f", "image2pipe"],
@@ -75,6 +94,25 @@ def make_media(directory: Path, kind: str, *, seconds: float = 3.0) -> Path:
     target = Path(directory) / f"{kind}-{seconds:g}s{suffix}"
     if not target.exists():
         _ffmpeg_atomically(target, args)
+    return target
+
+
+def make_media_with_chapters(directory: Path, *, chapters: int = 3, seconds_each: float = 2.0) -> Path:
+    """An MP4 video (160x120) with AAC audio, container tags and `chapters` chapters named "Part N"."""
+    target = Path(directory) / f"chapters-{chapters}x{seconds_each:g}s.mp4"
+    if target.exists():
+        return target
+    milliseconds = int(seconds_each * 1000)
+    lines = [";FFMETADATA1", "title=Chaptered", "artist=Chapter Artist"]
+    for number in range(chapters):
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={number * milliseconds}"]
+        lines += [f"END={(number + 1) * milliseconds}", f"title=Part {number + 1}"]
+    metadata = Path(directory) / f".chapters-{chapters}x{seconds_each:g}s.ffmetadata"
+    _write_atomically(metadata, ("\n".join(lines) + "\n").encode())
+    total = chapters * seconds_each
+    args = _video(total) + _audio(total) + ["-f", "ffmetadata", "-i", str(metadata)]
+    args += ["-map", "0:v", "-map", "1:a", "-map_metadata", "2", "-map_chapters", "2", *_H264, "-c:a", "aac"]
+    _ffmpeg_atomically(target, [*args, "-f", "mp4"])
     return target
 
 

@@ -329,6 +329,7 @@
     if (job.status === "done") facts.push(["MP3", [formatBytes(job.mp3_size), formatDuration(job.mp3_duration)].filter(Boolean).join(" · ")]);
     if (job.finished_at) facts.push(["Finished", dateFormat.format(new Date(job.finished_at))]);
     if (job.expires_at) facts.push(["Files kept until", dateFormat.format(new Date(job.expires_at))]);
+    facts.push(["Options", optionsSummary(job)]); // issue #9
     return h("dl", { class: "facts" }, facts.filter(([, value]) => value).map(([term, value]) => [h("dt", { text: term }), h("dd", { text: value })]));
   }
 
@@ -641,6 +642,72 @@
     polling.start(anyActive());
   }
 
+  // ---- output options (issue #9) ---------------------------------------------------------------------------
+  // The upload page's "Output options" form: its filled-in fields go with each upload as form fields of
+  // the same name; the server validates them and answers 400 with field errors, shown beside the fields.
+
+  const optionsForm = () => document.querySelector("[data-options-form]");
+
+  function appendOutputOptions(form) {
+    const source = optionsForm();
+    if (!source) return;
+    for (const [name, value] of new FormData(source)) {
+      if (String(value).trim() !== "") form.append(name, String(value).trim());
+    }
+  }
+
+  function showOptionErrors(responseText) {
+    const source = optionsForm();
+    if (!source) return;
+    for (const old of source.querySelectorAll(".field-error")) old.remove();
+    for (const field of source.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
+    if (!responseText) return;
+    let body = null;
+    try {
+      body = JSON.parse(responseText);
+    } catch (_) {
+      return;
+    }
+    if (!body || body.code !== "invalid_options" || !body.errors) return;
+    source.closest("details").open = true;
+    for (const [name, sentences] of Object.entries(body.errors)) {
+      const field = source.elements.namedItem(name);
+      if (!field || !field.closest) continue;
+      field.setAttribute("aria-invalid", "true");
+      field.closest("label").append(h("span", { class: "field-error", text: sentences.join(" ") }));
+    }
+  }
+
+  const OPTION_LABELS = { mono: "mono", stereo: "stereo" };
+
+  function formatClock(seconds) {
+    const whole = Math.floor(seconds);
+    const minutes = Math.floor(whole / 60);
+    const rest = (seconds - minutes * 60).toFixed(seconds % 1 ? 3 : 0).padStart(seconds % 1 ? 6 : 2, "0");
+    return `${minutes}:${rest}`;
+  }
+
+  /** One line saying what the job was asked for, e.g. "VBR V0 · 48000 Hz · mono · 0:01.500–0:04". */
+  function optionsSummary(job) {
+    const o = job.options || {};
+    if (!Object.keys(o).length) return "";
+    const parts = [o.vbr_quality !== null && o.vbr_quality !== undefined ? `VBR V${o.vbr_quality}` : `${o.bitrate} kb/s CBR`];
+    if (o.sample_rate) parts.push(`${o.sample_rate} Hz`);
+    if (o.channels && o.channels !== "source") parts.push(OPTION_LABELS[o.channels] || o.channels);
+    if (o.start !== null || o.end !== null) parts.push(`${formatClock(o.start || 0)}–${o.end !== null ? formatClock(o.end) : "end"}`);
+    if (o.audio_track !== null) parts.push(`audio track ${o.audio_track}`);
+    if (o.audio_language) parts.push(`${o.audio_language} audio`);
+    if (o.normalize) {
+      const measured = job.input_loudness ? ` (input ${job.input_loudness.input_i.toFixed(1)} LUFS)` : "";
+      parts.push(`normalized to ${o.loudness_target} LUFS${measured}`);
+    }
+    if (o.cover === false) parts.push("no cover");
+    if (o.chapters === false) parts.push("no chapters");
+    if (o.stream_copy) parts.push("MP3 copy when possible");
+    const tags = ["title", "artist", "album", "date"].filter((tag) => o[tag]).map((tag) => `${tag} “${o[tag]}”`);
+    return [...parts, ...tags].join(" · ");
+  }
+
   // ---- uploading ----------------------------------------------------------------------------------------
 
   function makeUploader(root, { onUploaded, onChange }) {
@@ -742,6 +809,7 @@
       });
       xhr.addEventListener("load", () => {
         if (xhr.status === 202 || xhr.status === 200) {
+          showOptionErrors("");
           setState(item, "done");
           item.bar.value = 100;
           setStatus(item, "Uploaded · 100 %");
@@ -758,6 +826,7 @@
         } else if (xhr.status === 401) {
           fail(item, "Your session has ended. Sign in again, then upload the file again.", false);
         } else {
+          if (xhr.status === 400) showOptionErrors(xhr.responseText);
           fail(item, detailOf(xhr.status, xhr.responseText), xhr.status >= 500 || xhr.status === 0);
         }
         pump();
@@ -773,6 +842,7 @@
       });
       const form = new FormData();
       form.append("file", item.file, item.file.name);
+      appendOutputOptions(form);
       xhr.send(form);
     }
 
