@@ -70,7 +70,8 @@ class JobOptions:
     cover: bool = True
     cover_time: float | None = None  # seconds; None: 10 % of the duration
     chapters: bool = True
-    stream_copy: bool = False  # copy MP3 audio as is when nothing asks to change it
+    # Copy MP3 audio as is when nothing asks to change it; an explicit bitrate or VBR quality turns it off.
+    stream_copy: bool = True
 
     def canonical(self) -> dict:
         return asdict(self)
@@ -278,6 +279,9 @@ def parse_options(raw: dict, *, default_bitrate: int) -> JobOptions:
         raise OptionsInvalid(errors)
 
     options = JobOptions(**parsed)
+    if options.vbr_quality is not None or options.bitrate is not None:
+        # Asking for a quality asks for an encode: an MP3 source is re-encoded to it, not copied.
+        options = replace(options, stream_copy=False)
     if options.vbr_quality is None and options.bitrate is None:
         options = replace(options, bitrate=default_bitrate)
     if options.normalize:

@@ -71,9 +71,15 @@ def test_encoding_arguments():
         return o.encoding_for(parse(**raw), audio_streams=streams, duration=10.0, source_tags={}, filename_title="talk")
 
     default = encoding()
-    assert not default.stream_copy and default.audio_map == "0:a:0"
-    assert ["-b:a", "192k"] == list(default.output_args[4:6])
+    assert default.stream_copy and default.audio_map == "0:a:0"  # MP3 in, nothing asked: copied
+    reencoded = encoding(stream_copy=False)
+    assert not reencoded.stream_copy and ["-b:a", "192k"] == list(reencoded.output_args[4:6])
+    assert not encoding(bitrate=192).stream_copy and not encoding(vbr_quality=2).stream_copy
     assert "title=talk" in default.output_args
+    aac = o.encoding_for(
+        parse(), audio_streams=[{**streams[0], "codec": "aac"}], duration=10.0, source_tags={}, filename_title="t"
+    )
+    assert not aac.stream_copy and ["-b:a", "192k"] == list(aac.output_args[4:6])
     vbr = encoding(vbr_quality=3, sample_rate=22050, channels="mono", start=2, end=5)
     assert vbr.input_args == ("-ss", "2.000") and vbr.output_duration == 3.0
     args = " ".join(vbr.output_args)

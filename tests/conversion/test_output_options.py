@@ -195,13 +195,14 @@ def test_chapters_can_be_left_out(convert, media_files):
 
 def test_stream_copy_keeps_the_mp3_audio_packets_and_still_tags_and_covers(convert, media_files):
     source = media.make_media(media_files, "mkv_mp3_tagged")
-    _, copied = convert(source, stream_copy=True)
+    _, copied = convert(source)  # the default: an MP3 track is copied when nothing asks to change it
     assert audio_checks.audio_packets_md5(copied) == audio_checks.audio_packets_md5(source)
     tags = audio_checks.id3(copied)
     assert str(tags["TIT2"]) == "Source Title" and len(tags.getall("APIC")) == 1
 
-    _, reencoded = convert(source)
-    assert audio_checks.audio_packets_md5(reencoded) != audio_checks.audio_packets_md5(source)
+    for reencode in ({"stream_copy": False}, {"bitrate": 192}, {"vbr_quality": 4}):
+        _, reencoded = convert(source, **reencode)
+        assert audio_checks.audio_packets_md5(reencoded) != audio_checks.audio_packets_md5(source), reencode
 
 
 def test_stream_copy_gives_way_when_an_option_changes_the_audio(convert, media_files):

@@ -62,7 +62,8 @@ def test_form_fields_are_validated_normalized_and_stored(alice, media_files):
     assert options["start"] == 0.5 and options["end"] == 2.5
     assert options["normalize"] is True and options["loudness_target"] == -16.0 and options["true_peak"] == -1.5
     assert options["title"] == "My talk" and options["artist"] is None
-    assert options["cover"] is False and options["chapters"] is True and options["stream_copy"] is False
+    assert options["cover"] is False and options["chapters"] is True
+    assert options["stream_copy"] is False  # an explicit bitrate asks for an encode
 
 
 def test_the_json_options_field_stores_the_same_canonical_options_as_form_fields(alice, media_files):

@@ -703,7 +703,6 @@
     }
     if (o.cover === false) parts.push("no cover");
     if (o.chapters === false) parts.push("no chapters");
-    if (o.stream_copy) parts.push("MP3 copy when possible");
     const tags = ["title", "artist", "album", "date"].filter((tag) => o[tag]).map((tag) => `${tag} “${o[tag]}”`);
     return [...parts, ...tags].join(" · ");
   }
