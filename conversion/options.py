@@ -10,6 +10,7 @@ field present, defaults filled in, fields that do not apply nulled, so equal req
 (the future dedup key is owner + content_sha256 + this JSON).
 """
 
+import hashlib
 import json
 import math
 import re
@@ -75,6 +76,10 @@ class JobOptions:
 
     def canonical(self) -> dict:
         return asdict(self)
+
+    def key(self) -> str:
+        """A digest of the canonical options: equal options, equal key (the dedup key's options part)."""
+        return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_stored(cls, stored: dict | None) -> "JobOptions":

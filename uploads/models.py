@@ -36,6 +36,12 @@ class Job(models.Model):
     # What was asked for: conversion.options.JobOptions.canonical() (every field, defaults filled in),
     # so equal requests store equal JSON. {} (jobs from before options, POST /upload) means the defaults.
     options = models.JSONField(default=dict, blank=True)
+    # sha256 of the canonical options: with owner and content_sha256, what makes two uploads the same
+    # conversion (dedup). Blank for jobs from before dedup, which are never reused.
+    options_key = models.CharField(max_length=64, blank=True)
+    # Set when this job got the MP3 of an earlier job of the same user without converting; the MP3
+    # file is then shared, and deleted only with the last job that names it.
+    reused_from = models.UUIDField(null=True, blank=True)
     # loudnorm's measurement of the input (input_i LUFS, input_tp dBTP, ...) when normalizing.
     input_loudness = models.JSONField(null=True, blank=True)
 
@@ -73,7 +79,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["owner", "content_sha256", "options_key"], name="uploads_job_dedup"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.original_filename} ({self.status})"

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 
 from uploads.models import Job
 
@@ -53,16 +53,12 @@ def job_count_in_progress(*, user) -> int:
 
 
 def user_stored_bytes(*, user) -> int:
-    """Bytes this user keeps in GridFS: each job's video while it is stored, plus each MP3 it owns.
-
-    What QUOTA_BYTES_PER_USER limits. When MP3s become shared between jobs this must count each
-    stored file once.
-    """
-    totals = Job.objects.filter(owner=user).aggregate(
-        videos=Sum("size", filter=~Q(video_file_id="")),
-        mp3s=Sum("mp3_size", filter=~Q(mp3_file_id="")),
-    )
-    return (totals["videos"] or 0) + (totals["mp3s"] or 0)
+    """Bytes this user keeps in GridFS, what QUOTA_BYTES_PER_USER limits: each job's video while it is
+    stored, plus each MP3 once, however many jobs share it (dedup)."""
+    jobs = Job.objects.filter(owner=user)
+    videos = jobs.exclude(video_file_id="").aggregate(total=Sum("size"))["total"] or 0
+    mp3_sizes = dict(jobs.exclude(mp3_file_id="").values_list("mp3_file_id", "mp3_size").distinct())
+    return videos + sum(size or 0 for size in mp3_sizes.values())
 
 
 def job_expires_at(*, job: Job) -> datetime | None:

@@ -30,6 +30,7 @@ class JobSerializer(serializers.ModelSerializer):
             "audio_streams",
             "options",
             "input_loudness",
+            "reused_from",
             "mp3_file_id",
             "mp3_size",
             "mp3_duration",

@@ -155,12 +155,15 @@ def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOp
             content_type=upload.content_type or "application/octet-stream",
             metadata={"job_id": str(job_id), "owner_id": owner.pk},
         )
+    options_key = options.key()
     try:
         with transaction.atomic():
             # One upload at a time per user past this point, so two parallel uploads cannot both
             # squeeze under a limit; the refused one's video is deleted below.
             user_lock(user=owner)
-            quota_check(owner=owner, incoming=stored.size)
+            earlier = _reusable_job(owner=owner, content_sha256=stored.sha256, options_key=options_key)
+            if earlier is None:
+                quota_check(owner=owner, incoming=stored.size)
             job = Job.objects.create(
                 id=job_id,
                 owner=owner,
@@ -171,16 +174,51 @@ def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOp
                 audio_codec=(info.audio_codecs[0] if info.audio_codecs else "")[:32],
                 video_codec=(info.video_codecs[0] if info.video_codecs else "")[:32],
                 duration=info.duration,
-                video_file_id=stored.file_id,
+                video_file_id="" if earlier else stored.file_id,
                 audio_streams=info.audio_streams,
                 source_tags=info.tags,
                 options=options.canonical(),
+                options_key=options_key,
+                **(_reused_mp3_fields(earlier) if earlier else {}),
             )
-            job_queue_on_commit(job.id)
+            if earlier:
+                transaction.on_commit(partial(_publish_mp3_message, job.id))  # ready at once: say so
+            else:
+                job_queue_on_commit(job.id)
     except Exception:
         storage.delete(storage.VIDEOS, stored.file_id)
         raise
+    if earlier:
+        storage.delete(storage.VIDEOS, stored.file_id)  # the MP3 exists already; the video is not needed
+        logger.info("job %s reuses the MP3 of job %s (same content, same options)", job.id, earlier.id)
     return job
+
+
+def _reusable_job(*, owner, content_sha256: str, options_key: str) -> Job | None:
+    """The owner's latest done job of the same content and options, locked so it cannot be deleted
+    or expired while a new job starts sharing its MP3."""
+    return (
+        Job.objects.select_for_update()
+        .filter(owner=owner, content_sha256=content_sha256, options_key=options_key, status=Job.Status.DONE)
+        .exclude(mp3_file_id="")
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def _reused_mp3_fields(earlier: Job) -> dict:
+    now = timezone.now()
+    return {
+        "status": Job.Status.DONE,
+        "progress": 100,
+        "mp3_file_id": earlier.mp3_file_id,
+        "mp3_size": earlier.mp3_size,
+        "mp3_duration": earlier.mp3_duration,
+        "input_loudness": earlier.input_loudness,
+        "reused_from": earlier.id,
+        "started_at": now,
+        "finished_at": now,
+    }
 
 
 def too_large_sentence() -> str:
@@ -437,28 +475,36 @@ def job_retry(*, job: Job) -> Job:
 def job_delete(*, job: Job) -> Job | None:
     """Remove a job and its files. A job being converted is cancelled instead: its converter
     notices, stops ffmpeg and stores nothing; the cancelled row stays until deleted again."""
-    cancelled = Job.objects.filter(id=job.id, status=Job.Status.CONVERTING).update(
-        status=Job.Status.CANCELLED,
-        finished_at=timezone.now(),
-        error="Cancelled by its owner while converting.",
-        lease_owner="",
-        lease_expires_at=None,
-        # Its files are deleted next: they no longer count toward the owner's storage quota
-        # (should the delete fail, cleanup_storage removes the unreferenced video later).
-        video_file_id="",
-    )
-    _job_files_delete(job)
-    if cancelled:
-        job.refresh_from_db()
-        return job
-    Job.objects.filter(id=job.id).delete()
+    with transaction.atomic():
+        # The row stays locked until its files are gone, so no new job starts sharing its MP3 meanwhile.
+        job = Job.objects.select_for_update().filter(id=job.id).first() or job
+        cancelled = Job.objects.filter(id=job.id, status=Job.Status.CONVERTING).update(
+            status=Job.Status.CANCELLED,
+            finished_at=timezone.now(),
+            error="Cancelled by its owner while converting.",
+            lease_owner="",
+            lease_expires_at=None,
+            # Its files are deleted next: they no longer count toward the owner's storage quota
+            # (should the delete fail, cleanup_storage removes the unreferenced video later).
+            video_file_id="",
+        )
+        _job_files_delete(job)
+        if cancelled:
+            job.refresh_from_db()
+            return job
+        Job.objects.filter(id=job.id).delete()
     return None
 
 
 def _job_files_delete(job: Job) -> None:
+    """Delete the job's video and its MP3, unless another job shares that MP3 (dedup): the last one deletes it.
+
+    Its own MP3 id is tried too, for a partial MP3 an interrupted conversion may have left."""
     if job.video_file_id:
         storage.delete(storage.VIDEOS, job.video_file_id)
-    storage.delete(storage.MP3S, mp3_file_id_for(job.id))
+    for mp3_id in {job.mp3_file_id, mp3_file_id_for(job.id)} - {""}:
+        if not Job.objects.filter(mp3_file_id=mp3_id).exclude(id=job.id).exists():
+            storage.delete(storage.MP3S, mp3_id)
 
 
 def jobs_expire(*, now=None) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """The broker goes away: a private RabbitMQ node is stopped and restarted under the running workers."""
 
 import time
+import uuid
 
 import pytest
 from rest_framework.test import APIClient
@@ -50,8 +51,9 @@ def client():
 
 
 def upload(client, path):
+    """Each upload gets its own title, so the same file uploaded again is converted again (no dedup)."""
     with open(path, "rb") as handle:
-        return client.post("/api/jobs/", {"file": handle}, format="multipart")
+        return client.post("/api/jobs/", {"file": handle, "title": uuid.uuid4().hex}, format="multipart")
 
 
 def wait_all_done(job_ids, timeout):

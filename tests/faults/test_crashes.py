@@ -4,6 +4,7 @@ crashes at every phase, a poison message, and the file store going away. Each te
 import random
 import re
 import time
+import uuid
 from collections import Counter
 
 import pika
@@ -55,8 +56,9 @@ def uploader():
 
 
 def upload(client, path) -> str:
+    """Each upload gets its own title, so the same file uploaded again is converted again (no dedup)."""
     with open(path, "rb") as handle:
-        response = client.post("/api/jobs/", {"file": handle}, format="multipart")
+        response = client.post("/api/jobs/", {"file": handle, "title": uuid.uuid4().hex}, format="multipart")
     assert response.status_code == 202, response.content
     return response.json()["id"]
 

@@ -121,9 +121,10 @@ def _age(job: Job, days: float) -> None:
 
 def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sentence(alice, media_files, settings):
     settings.KEEP_SOURCE_VIDEOS = True  # so the old job holds a video and an MP3
-    wav = media.make_media(media_files, "wav_pcm")
-    old, recent = converted(alice, wav), converted(alice, wav)
-    failed_old = Job.objects.get(id=upload(alice, wav).json()["id"])
+    # Three different files: the same one again would reuse the first MP3 (dedup) instead of converting.
+    old = converted(alice, media.make_media(media_files, "wav_pcm"))
+    recent = converted(alice, media.make_media(media_files, "wav_pcm", seconds=4.0))
+    failed_old = Job.objects.get(id=upload(alice, media.make_media(media_files, "wav_pcm", seconds=5.0)).json()["id"])
     Job.objects.filter(id=failed_old.id).update(status=Job.Status.FAILED, error="x", finished_at=timezone.now())
     _age(old, 7.5)
     _age(failed_old, 8)

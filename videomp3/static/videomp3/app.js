@@ -328,6 +328,7 @@
     ];
     if (job.status === "done") facts.push(["MP3", [formatBytes(job.mp3_size), formatDuration(job.mp3_duration)].filter(Boolean).join(" · ")]);
     if (job.finished_at) facts.push(["Finished", dateFormat.format(new Date(job.finished_at))]);
+    if (job.reused_from) facts.push(["Converted", "no: the same file with the same options was converted before, so its MP3 is reused"]);
     if (job.expires_at) facts.push(["Files kept until", dateFormat.format(new Date(job.expires_at))]);
     facts.push(["Options", optionsSummary(job)]); // issue #9
     return h("dl", { class: "facts" }, facts.filter(([, value]) => value).map(([term, value]) => [h("dt", { text: term }), h("dd", { text: value })]));
