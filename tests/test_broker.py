@@ -400,11 +400,16 @@ def test_the_consumer_reconnects_after_a_network_fault(proxy, caplog):
     broker.publish(broker.VIDEO, "before")
     wait_for(lambda: received == ["before"])
 
-    proxy.cut()
-    broker.publish(broker.VIDEO, "after")  # the publisher's connection was cut too: it reopens once
-    wait_for(lambda: received == ["before", "after"])
-    assert thread.is_alive()
-    stop_and_join(stop, thread)
+    try:
+        proxy.cut()
+        # Publish once the consumer is back: a message published while the broker still holds the cut
+        # consumer's channel open could go to that channel and wait for the broker's own heartbeat timeout.
+        wait_for(lambda: sum(r.getMessage().startswith("consuming ") for r in caplog.records) >= 2)
+        broker.publish(broker.VIDEO, "after")  # the publisher's connection was cut too: it reopens once
+        wait_for(lambda: received == ["before", "after"])
+        assert thread.is_alive()
+    finally:
+        stop_and_join(stop, thread)
     assert "lost the connection to RabbitMQ" in caplog.text
     assert broker.queue_depth(broker.VIDEO) == 0
 
