@@ -5,7 +5,8 @@ Two jobs: ``probe`` (what is in an uploaded file, and may we convert it?) and
 opens the input as ``file:<absolute path>`` with two whitelists:
 
 * ``-protocol_whitelist file``: the input may only be read through the file protocol,
-  never http, tcp, concat, subfile, ...
+  never http, tcp, concat, subfile, ... A conversion fed through ffmpeg's stdin (a
+  ``StreamedInput``, see conversion/staging.py) allows ``pipe`` as well, and nothing else.
 * ``-format_whitelist <ALLOWED_DEMUXERS>``: only ordinary single-file containers.
   Playlist-like demuxers (hls, concat, dash, image2 sequences, ...) would open *other*
   local files through the file protocol; the whitelist makes ffmpeg refuse them right
@@ -31,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 # Demuxer names as ffmpeg registers them (`ffmpeg -demuxers`). ffmpeg compares its
 # format_whitelist alias by alias, so "mov,mp4,m4a,3gp,3g2,mj2" may be listed whole.
@@ -173,8 +174,21 @@ def _file_url(path: str | os.PathLike) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def _input_options() -> list[str]:
-    return ["-protocol_whitelist", "file", "-format_whitelist", _FORMAT_WHITELIST]
+def _input_options(protocols: str = "file") -> list[str]:
+    return ["-protocol_whitelist", protocols, "-format_whitelist", _FORMAT_WHITELIST]
+
+
+class StreamedInput(Protocol):
+    """An input that a thread writes into ffmpeg's stdin while ffmpeg converts (conversion.staging)."""
+
+    def start(self, fd: int) -> None:
+        """Begin writing into the pipe's write end (now owned by the input) from a thread; closing it ends the input."""
+
+    def failure(self) -> BaseException | None:
+        """The writer's error (raised to the caller of convert_to_mp3 as it is), or None."""
+
+    def stop(self) -> None:
+        """ffmpeg is gone: stop writing and close the pipe."""
 
 
 # ---------------------------------------------------------------------------
@@ -344,7 +358,7 @@ def _not_allowed_message(demuxer: str | None) -> str:
 
 
 def convert_to_mp3(
-    source: str | os.PathLike,
+    source: "str | os.PathLike | StreamedInput",
     destination: str | os.PathLike,
     *,
     duration: float | None,
@@ -360,14 +374,19 @@ def convert_to_mp3(
     CANCEL_CHECK_INTERVAL seconds, even while ffmpeg prints nothing. Callbacks run on the calling
     thread. Raises FfmpegCancelled or MediaError("decode_failed"); either way no partial
     destination is left behind.
+
+    A StreamedInput source is read from ffmpeg's stdin while its writer fills it; a failure of the
+    writer stops ffmpeg and is raised as it is.
     """
     if not 8 <= bitrate_kbps <= 320:
         raise ValueError(f"MP3 bitrate must be 8-320 kbps, not {bitrate_kbps}")
-    source_url, destination_url = _file_url(source), _file_url(destination)
+    streamed = None if isinstance(source, str | os.PathLike) else source
+    source_url = "pipe:0" if streamed is not None else _file_url(source)
+    destination_url = _file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), "-i", source_url,
+        *_input_options("pipe" if streamed is not None else "file"), "-i", source_url,
         # No -map: ffmpeg's own choice is a single audio stream, preferring the track flagged default.
         "-vn", "-sn", "-dn",
         "-c:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k",
@@ -375,13 +394,24 @@ def convert_to_mp3(
         "-f", "mp3", destination_url,
     ]
     # fmt: on
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=_child_setup(limits),
-    )
+    read_end, write_end = os.pipe() if streamed is not None else (subprocess.DEVNULL, None)
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_child_setup(limits),
+        )
+    except BaseException:
+        if write_end is not None:
+            os.close(write_end)
+        raise
+    finally:
+        if write_end is not None:
+            os.close(read_end)  # ffmpeg has its own copy; ours would keep the pipe from ever ending
+    if streamed is not None:
+        streamed.start(write_end)
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf
 
@@ -408,6 +438,8 @@ def convert_to_mp3(
                 line = ""
             if line is None:
                 break
+            if streamed is not None and (error := streamed.failure()) is not None:
+                raise error
             if time.monotonic() > deadline:
                 raise MediaError(
                     "too_slow",
@@ -426,10 +458,16 @@ def convert_to_mp3(
         returncode = process.wait()
         for reader in readers:
             reader.join()
+        if streamed is not None:
+            streamed.stop()
+            if (error := streamed.failure()) is not None:  # the input may have been cut short
+                raise error
         if returncode != 0:
             raise MediaError("decode_failed", _decode_failed_message(stderr_tail, source_url, destination_url))
         finished = True
     finally:
+        if streamed is not None:
+            streamed.stop()  # first: ffmpeg waiting for input then sees its end and exits at once
         if process.poll() is None:
             _stop(process)
         for reader in readers:

@@ -1,4 +1,4 @@
-"""One conversion: GridFS video -> temp file -> ffmpeg -> temp MP3 -> GridFS, driven by the job row.
+"""One conversion: GridFS video -> ffmpeg (streamed, or via a temp file) -> temp MP3 -> GridFS, driven by the job row.
 
 The attempt claims the job under a lease and acknowledges the message at once: from then on the
 database drives recovery (a dead attempt's lease runs out and the sweeper queues the job again),
@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
-from conversion import ffmpeg
+from conversion import ffmpeg, staging
 from uploads import selectors as job_selectors
 from uploads import services as job_services
 from uploads import storage
@@ -124,10 +124,10 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
     mp3_id = job_services.mp3_file_id_for(job.id)
     try:
         with tempfile.TemporaryDirectory(prefix="videomp3-", dir=settings.CONVERSION_TEMP_DIR) as workdir:
-            source = Path(workdir) / "source"
             destination = Path(workdir) / "audio.mp3"
             failpoints.reached("reading", job.id)
-            storage.copy_to_path(storage.VIDEOS, job.video_file_id, source)
+            # Streamed into ffmpeg while it converts where the container allows it, else downloaded first.
+            source = staging.stage_source(storage.VIDEOS, job.video_file_id, workdir=Path(workdir))
             failpoints.reached("converting", job.id)
             ffmpeg.convert_to_mp3(
                 source,

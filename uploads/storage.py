@@ -297,33 +297,64 @@ def open_file(bucket: str, file_id: str) -> StoredFileReader:
     return StoredFileReader(_open_grid_out(bucket, file_id))
 
 
+# Chunks fetched per round trip when reading: 16 x 255 KiB = about 4 MiB in memory at a time (a
+# cursor's default first batch of 101 chunks would hold 25 MiB).
+READ_BATCH_CHUNKS = 16
+
+
 def iter_range(
     bucket: str, file_id: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
 ) -> Iterator[bytes]:
-    """Bytes start..end (inclusive; None = to the end) in chunks of at most chunk_size, for HTTP Range.
+    """Bytes start..end (inclusive; None = to the end) in pieces of at most chunk_size, for HTTP Range.
 
-    The file is opened now, so StoredFileNotFound raises here, before a response has started.
+    The file is looked up now, so StoredFileNotFound raises here, before a response has started.
     """
     if start < 0 or (end is not None and end < start) or chunk_size <= 0:
         raise ValueError(f"invalid byte range {start}-{end}")
-    grid_out = _open_grid_out(bucket, file_id)
-    return _iter_grid_out(grid_out, start, end, chunk_size)
+    stored_id = _stored_id(file_id)
+    with _driver_errors(f"opening {bucket}/{stored_id}"):
+        document = _database()[f"{bucket}.files"].find_one({"_id": stored_id}, {"length": 1, "chunkSize": 1})
+    if document is None:
+        raise StoredFileNotFound(NOT_FOUND)
+    length, stored_chunk_size = int(document["length"]), int(document["chunkSize"])
+    last = length - 1 if end is None else min(end, length - 1)
+    return _iter_chunks(bucket, stored_id, start, last, stored_chunk_size, chunk_size)
 
 
-def _iter_grid_out(grid_out: gridfs.GridOut, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
-    try:
-        last = grid_out.length - 1 if end is None else min(end, grid_out.length - 1)
-        remaining = last - start + 1
-        with _driver_errors(f"reading {grid_out._id}"):
-            grid_out.seek(start)
-            while remaining > 0:
-                chunk = grid_out.read(min(chunk_size, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
-    finally:
-        grid_out.close()
+def _iter_chunks(bucket: str, stored_id, start: int, last: int, stored_chunk_size: int, piece_size: int):
+    """The chunk documents themselves, by an n range the server answers from its (files_id, n) index.
+
+    Not GridOut: its query ({"files_id": {"$eq": ...}, "n": {"$gte": ...}}) costs SecantusDB a scan,
+    about 1.5 s to reach the end of a 543 MiB file, and reading a whole file through it took 2.9 s
+    against 1.0 s this way (measured; see bench/README.md).
+    """
+    if last < start:
+        return
+    first_n, last_n = start // stored_chunk_size, last // stored_chunk_size
+    with _driver_errors(f"reading {bucket}/{stored_id}"):
+        cursor = (
+            _database()[f"{bucket}.chunks"]
+            .find({"files_id": stored_id, "n": {"$gte": first_n, "$lte": last_n}}, {"n": 1, "data": 1})
+            .sort("n", 1)
+            .batch_size(READ_BATCH_CHUNKS)
+        )
+        try:
+            expected = first_n
+            for chunk in cursor:
+                if chunk["n"] != expected:
+                    raise gridfs.errors.CorruptGridFile(f"missing chunk {expected} of {stored_id}")
+                offset, data = expected * stored_chunk_size, chunk["data"]
+                if offset < start or offset + len(data) > last + 1 or len(data) > piece_size:
+                    view = memoryview(data)[max(0, start - offset) : last + 1 - offset]
+                    for position in range(0, len(view), piece_size):
+                        yield bytes(view[position : position + piece_size])
+                else:
+                    yield data  # a whole chunk, as the driver decoded it: no copy
+                expected += 1
+            if expected != last_n + 1:
+                raise gridfs.errors.CorruptGridFile(f"missing chunk {expected} of {stored_id}")
+        finally:
+            cursor.close()
 
 
 def copy_to_path(bucket: str, file_id: str, path: str | os.PathLike) -> int:
