@@ -6,6 +6,7 @@ Settings are read when the client is first created (not at import), so tests can
 the module at another server with `settings` overrides and `reset_client()`.
 """
 
+import datetime
 import hashlib
 import io
 import logging
@@ -161,6 +162,112 @@ def drop_database() -> None:
 # --- writing -------------------------------------------------------------------------------
 
 
+# Chunks sent per insert: about 4 MiB in memory at a time. pymongo's GridIn buffers up to 48 MiB of
+# chunks before one insert_many and then encodes them, which put ~90 MiB on top of a web worker.
+WRITE_BATCH_CHUNKS = 16
+
+_indexed_buckets: set[tuple[str, str]] = set()
+
+
+def _ensure_indexes(bucket: str) -> None:
+    """The indexes the GridFS spec asks for (GridIn would create them on a first write); once per process."""
+    key = (settings.MONGODB_DB, bucket)
+    if key in _indexed_buckets:
+        return
+    database = _database()
+    database[f"{bucket}.chunks"].create_index([("files_id", 1), ("n", 1)], unique=True)
+    database[f"{bucket}.files"].create_index([("filename", 1), ("uploadDate", 1)])
+    _indexed_buckets.add(key)
+
+
+class StoredFileWriter:
+    """A file being stored chunk by chunk (GridFS layout: chunks first, the files document last).
+
+    write() as the bytes arrive, then close() -> StoredFile, or abort() to remove what was written.
+    Memory stays at about WRITE_BATCH_CHUNKS chunks whatever the size.
+    """
+
+    def __init__(self, bucket: str, stored_id, *, filename: str, content_type: str, metadata: dict | None = None):
+        self.bucket = bucket
+        self.stored_id = stored_id
+        self.filename = filename
+        self.metadata = {**(metadata or {}), "contentType": content_type}
+        self.size = 0
+        self.closed = False
+        self._digest = hashlib.sha256()
+        self._pending = bytearray()
+        self._batch: list[dict] = []
+        self._next_n = 0
+        with _driver_errors(f"storing {bucket}/{stored_id}"):
+            _ensure_indexes(bucket)
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self.size += len(data)
+        self._pending += data
+        if len(self._pending) >= CHUNK_SIZE:
+            whole = len(self._pending) - len(self._pending) % CHUNK_SIZE
+            for start in range(0, whole, CHUNK_SIZE):
+                self._add_chunk(bytes(self._pending[start : start + CHUNK_SIZE]))
+            del self._pending[:whole]
+
+    def _add_chunk(self, data: bytes) -> None:
+        self._batch.append({"_id": ObjectId(), "files_id": self.stored_id, "n": self._next_n, "data": data})
+        self._next_n += 1
+        if len(self._batch) >= WRITE_BATCH_CHUNKS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            with _driver_errors(f"storing {self.bucket}/{self.stored_id}"):
+                _database()[f"{self.bucket}.chunks"].insert_many(self._batch, ordered=True)
+            self._batch = []
+
+    def close(self, *, filename: str | None = None, metadata: dict | None = None) -> StoredFile:
+        """Write the last chunk and the files document (filename and metadata may be completed now)."""
+        if filename is not None:
+            self.filename = filename
+        self.metadata.update(metadata or {})
+        if self._pending:
+            self._add_chunk(bytes(self._pending))
+            self._pending = bytearray()
+        self._flush()
+        document = {
+            "_id": self.stored_id,
+            "length": self.size,
+            "chunkSize": CHUNK_SIZE,
+            "uploadDate": datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+            "filename": self.filename,
+            "metadata": self.metadata,
+        }
+        with _driver_errors(f"storing {self.bucket}/{self.stored_id}"):
+            _database()[f"{self.bucket}.files"].insert_one(document)
+        self.closed = True
+        return StoredFile(file_id=str(self.stored_id), size=self.size, sha256=self._digest.hexdigest())
+
+    def abort(self) -> None:
+        """Remove the chunks written so far; quietly, since the error that led here matters more."""
+        self.closed = True
+        self._batch, self._pending = [], bytearray()
+        try:
+            _delete_by_id(self.bucket, self.stored_id)
+        except PyMongoError as exc:  # the orphan chunks are removed by the cleanup later
+            logger.warning("could not remove the partial upload %s/%s: %s", self.bucket, self.stored_id, exc)
+
+
+def open_writer(
+    bucket: str, *, filename: str, content_type: str, file_id: str | None = None, metadata: dict | None = None
+) -> StoredFileWriter:
+    """A StoredFileWriter; an explicit file_id replaces the file that had it (once the new one is closed)."""
+    if file_id is not None and (not isinstance(file_id, str) or not file_id):
+        raise ValueError(f"file_id must be a non-empty string, not {file_id!r}")
+    stored_id = _stored_id(file_id) if file_id is not None else ObjectId()
+    if file_id is not None:
+        with _driver_errors(f"storing {bucket}/{stored_id}"):
+            _delete_by_id(bucket, stored_id)
+    return StoredFileWriter(bucket, stored_id, filename=filename, content_type=content_type, metadata=metadata)
+
+
 def save_stream(
     bucket: str,
     stream: BinaryIO,
@@ -176,38 +283,14 @@ def save_stream(
     instead of adding one). A failure mid-way removes what was written: a store failure raises
     StorageError, an error raised by the stream itself propagates unchanged.
     """
-    if file_id is not None and (not isinstance(file_id, str) or not file_id):
-        raise ValueError(f"file_id must be a non-empty string, not {file_id!r}")
-    stored_id = _stored_id(file_id) if file_id is not None else ObjectId()
-    digest = hashlib.sha256()
-    size = 0
-    with _driver_errors(f"storing {bucket}/{stored_id}"):
-        if file_id is not None:
-            _delete_by_id(bucket, stored_id)
-        # GridFS has no rename, and the spec keeps contentType in metadata nowadays.
-        grid_in = _bucket(bucket).open_upload_stream_with_id(
-            stored_id, filename, metadata={**(metadata or {}), "contentType": content_type}
-        )
-        try:
-            # Hashing here rather than with upload_from_stream: the data passes through once.
-            while chunk := stream.read(CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
-                grid_in.write(chunk)
-            grid_in.close()  # writes the last chunk and then the files document
-        except BaseException:
-            _abort_quietly(grid_in, bucket, stored_id)
-            raise
-    return StoredFile(file_id=str(stored_id), size=size, sha256=digest.hexdigest())
-
-
-def _abort_quietly(grid_in, bucket: str, stored_id) -> None:
-    # abort() deletes the chunks (and files document) written so far. When the server is gone it
-    # fails too; the original error matters more, and delete() later removes the orphan chunks.
+    writer = open_writer(bucket, filename=filename, content_type=content_type, file_id=file_id, metadata=metadata)
     try:
-        grid_in.abort()
-    except PyMongoError as exc:
-        logger.warning("could not remove the partial upload %s/%s: %s", bucket, stored_id, exc)
+        while chunk := stream.read(CHUNK_SIZE):
+            writer.write(chunk)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def save_path(
