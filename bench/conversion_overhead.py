@@ -28,8 +28,8 @@ def _timed(phases: dict, name: str, function):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=600)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=2 if _common.smoke() else 600)
+    parser.add_argument("--runs", type=int, default=1 if _common.smoke() else 5)
     args = parser.parse_args(argv)
     source = _common.media(args.seconds)
     with _common.services():
