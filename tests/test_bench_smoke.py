@@ -12,7 +12,7 @@ import pytest
 from tests.support.processes import PROJECT_DIR
 from tests.support.services import amqp_url, rabbitmq_reachable, service_missing
 
-SCRIPTS = ["conversion_overhead", "converter_memory", "upload", "latency"]
+SCRIPTS = ["conversion_overhead", "converter_memory", "upload", "worker_scaling", "latency", "api_reads"]
 
 
 @pytest.fixture(scope="module")
