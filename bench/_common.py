@@ -121,6 +121,7 @@ def services():
             from uploads import storage
 
             settings.MONGODB_URI = env["MONGODB_URI"]
+            settings.CONVERSION_TEMP_DIR = env["CONVERSION_TEMP_DIR"]  # the first script's was removed
             storage.reset_client()
         django.setup()
         from django.core.management import call_command
