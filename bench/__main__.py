@@ -3,12 +3,16 @@
 import sys
 import time
 
-from bench import conversion_overhead, converter_memory, stream_copy
+from bench import api_reads, conversion_overhead, converter_memory, latency, stream_copy, upload, worker_scaling
 
 SCRIPTS = [
     ("conversion_overhead", conversion_overhead.main),
     ("converter_memory", converter_memory.main),
     ("stream_copy", stream_copy.main),
+    ("upload", upload.main),
+    ("worker_scaling", worker_scaling.main),
+    ("latency", latency.main),
+    ("api_reads", api_reads.main),
 ]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
-CACHE_DIR = BENCH_DIR / ".cache"
+CACHE_DIR = Path(os.environ.get("BENCH_CACHE_DIR") or BENCH_DIR / ".cache")
 RESULTS = BENCH_DIR / "results" / "latest.json"
 SECANTUS_NOTE = "GridFS is served by SecantusDB (a Python MongoDB-wire server, much slower than mongod)"
 
@@ -144,6 +144,7 @@ def services():
             from uploads import storage
 
             settings.MONGODB_URI = env["MONGODB_URI"]
+            settings.CONVERSION_TEMP_DIR = env["CONVERSION_TEMP_DIR"]  # the first script's was removed
             storage.reset_client()
         django.setup()
         from django.core.management import call_command
@@ -215,9 +216,159 @@ def machine() -> dict:
 
 
 def record(results: dict) -> None:
-    """Merge these results into bench/results/latest.json (other scripts' entries are kept)."""
+    """Merge these results into bench/results/latest.json (other scripts' entries are kept); not in smoke runs."""
+    if smoke():
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     current.update(results)
     current["machine"] = machine()
     RESULTS.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
+def wav(mebibytes: int) -> Path:
+    """A 48 kHz stereo 16-bit WAV of about `mebibytes` MiB (a sine), cached under bench/.cache/."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    target = CACHE_DIR / f"audio-{mebibytes}MiB.wav"
+    if not target.exists():
+        seconds = mebibytes * 2**20 / (48000 * 2 * 2)
+        partial = target.with_suffix(".part.wav")
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+            + ["-ac", "2", "-t", f"{seconds:.3f}", "-c:a", "pcm_s16le", str(partial)],
+            check=True,
+        )
+        partial.replace(target)
+    return target
+
+
+def smoke() -> bool:
+    """BENCH_SMOKE=1: tiny inputs and one run each, so CI proves the scripts still run (no figures)."""
+    return os.environ.get("BENCH_SMOKE") == "1"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Sum of VmRSS (bytes) of pid and all its descendants."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+        stack += children(current)
+    return total
+
+
+class RssSampler:
+    """Peak tree_rss(pid) while the `with` block runs, sampled every 50 ms from a thread."""
+
+    def __init__(self, pid: int, every: float = 0.05):
+        import threading
+
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, tree_rss(self.pid))
+
+    def __enter__(self):
+        self.peak = tree_rss(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def gunicorn(workdir: Path, **env_overrides: str):
+    """The web role under docker/gunicorn.conf.py (the production settings) with one worker, on 127.0.0.1.
+
+    Yields (base URL, pid of the worker process).
+    """
+    import time
+
+    from tests.support.processes import role_env, stop_process
+    from tests.support.services import free_port, wait_for_port
+
+    port = free_port()
+    log_path = workdir / f"gunicorn-{port}.log"
+    env = role_env(WEB_CONCURRENCY="1", **env_overrides)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+            + ["--access-logfile", "/dev/null", "videomp3.wsgi"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        if not wait_for_port(port, 60):
+            raise RuntimeError(f"gunicorn did not listen; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        deadline = time.monotonic() + 30
+        while not children(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (worker,) = children(process.pid)
+        yield f"http://127.0.0.1:{port}", worker
+    finally:
+        stop_process(process)
+
+
+def authorization(email: str = "bench@example.com") -> str:
+    """A fresh JWT access token (Authorization header value) for a bench user, made in-process."""
+    from django.contrib.auth import get_user_model
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    user, _ = get_user_model().objects.get_or_create(email=email)
+    return f"Bearer {AccessToken.for_user(user)}"
+
+
+def upload(base_url: str, path: Path, authorization: str) -> dict:
+    """POST /api/jobs/ with the file as multipart, streamed from disk in 1 MiB pieces; returns the job JSON."""
+    import http.client
+    import urllib.parse
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    url = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+    try:
+        connection.putrequest("POST", "/api/jobs/")
+        connection.putheader("Authorization", authorization)
+        connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        connection.putheader("Content-Length", str(len(head) + path.stat().st_size + len(tail)))
+        connection.endheaders()
+        connection.send(head)
+        with open(path, "rb") as source:
+            while piece := source.read(2**20):
+                connection.send(piece)
+        connection.send(tail)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 202:
+        raise RuntimeError(f"upload answered {response.status}: {body[:500]!r}")
+    return json.loads(body)

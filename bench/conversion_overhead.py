@@ -1,6 +1,10 @@
 """1. Conversion overhead: job_convert (GridFS in -> MP3 in GridFS) against raw ffmpeg on local disk.
 
 Usage: python -m bench.conversion_overhead [--seconds 600] [--runs 5]
+
+The job rows carry no probe results, so the converter grabs no cover frame: the same audio-only work
+as the raw command. (A real upload of a video also gets a cover frame by default, which needs the
+video on disk first, so such a job is downloaded rather than streamed.)
 """
 
 import argparse
@@ -28,22 +32,22 @@ def _timed(phases: dict, name: str, function):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=600)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=2 if _common.smoke() else 600)
+    parser.add_argument("--runs", type=int, default=1 if _common.smoke() else 5)
     args = parser.parse_args(argv)
     source = _common.media(args.seconds)
     with _common.services():
-        from conversion import ffmpeg, services
+        from conversion import ffmpeg, services, staging
         from uploads import storage
         from uploads.models import Job
 
         template = _common.make_job(source)
         phases: dict = {}
-        originals = (storage.copy_to_path, ffmpeg.convert_to_mp3, storage.save_path)
-        storage.copy_to_path = _timed(phases, "gridfs_read", storage.copy_to_path)
+        originals = (staging.stage_source, ffmpeg.convert_to_mp3, storage.save_path)
+        staging.stage_source = _timed(phases, "staging", staging.stage_source)
         ffmpeg.convert_to_mp3 = _timed(phases, "ffmpeg", ffmpeg.convert_to_mp3)
         storage.save_path = _timed(phases, "gridfs_write", storage.save_path)
-        rows, raws, pipes, breakdown = [], [], [], {"gridfs_read": [], "ffmpeg": [], "gridfs_write": []}
+        rows, raws, pipes, breakdown = [], [], [], {"staging": [], "ffmpeg": [], "gridfs_write": []}
         try:
             with tempfile.TemporaryDirectory(prefix="videomp3-bench-raw-") as tmp:
                 for run in range(1, args.runs + 1):
@@ -81,7 +85,7 @@ def main(argv=None) -> dict:
                         )
                     )
         finally:
-            storage.copy_to_path, ffmpeg.convert_to_mp3, storage.save_path = originals
+            staging.stage_source, ffmpeg.convert_to_mp3, storage.save_path = originals
     raw_med, pipe_med = _common.median(raws), _common.median(pipes)
     ratio = pipe_med / raw_med
     med = {name: _common.median(values) for name, values in breakdown.items()}
@@ -89,9 +93,9 @@ def main(argv=None) -> dict:
     _common.table(
         f"Conversion overhead: {args.seconds}s 720p H.264+AAC MP4 (index at end), {source.stat().st_size / 2**20:.0f} MiB",
         rows,
-        ("run", "raw ffmpeg s", "job_convert s", "ratio", "GridFS read s", "ffmpeg s", "GridFS write s"),
+        ("run", "raw ffmpeg s", "job_convert s", "ratio", "staging s", "ffmpeg+GridFS read s", "GridFS write s"),
     )
-    other = pipe_med - med["gridfs_read"] - med["ffmpeg"] - med["gridfs_write"]
+    other = pipe_med - med["staging"] - med["ffmpeg"] - med["gridfs_write"]
     print(
         f"ratio {ratio:.2f}x, target <= {TARGET:.2f}x: {'met' if ratio <= TARGET else 'NOT met'}; "
         f"rest of job_convert (DB, probe of the MP3, lease) {other:.2f} s"

@@ -88,8 +88,8 @@ def measure(path: Path, workdir: Path, timeout: float) -> tuple[float, float]:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--short", type=int, default=600)
-    parser.add_argument("--long", type=int, default=3600)
+    parser.add_argument("--short", type=int, default=2 if _common.smoke() else 600)
+    parser.add_argument("--long", type=int, default=4 if _common.smoke() else 3600)
     args = parser.parse_args(argv)
     short = _common.media(args.short)
     long = _common.media(args.long, size="160x120", rate=5)

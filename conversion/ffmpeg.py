@@ -4,8 +4,9 @@ Two jobs: ``probe`` (what is in an uploaded file, and may we convert it?) and
 ``convert_to_mp3``. Uploaded files are untrusted, so every ffmpeg/ffprobe run here
 opens the input as ``file:<absolute path>`` with two whitelists:
 
-* ``-protocol_whitelist file,pipe``: the input may only be read from a local file or a pipe we
-  hand it, never http, tcp, concat, subfile, ...
+* ``-protocol_whitelist file``: the input may only be read through the file protocol,
+  never http, tcp, concat, subfile, ... A conversion fed through ffmpeg's stdin (a
+  ``StreamedInput``, see conversion/staging.py) allows ``pipe`` as well, and nothing else.
 * ``-format_whitelist <ALLOWED_DEMUXERS>``: only ordinary single-file containers.
   Playlist-like demuxers (hls, concat, dash, image2 sequences, ...) would open *other*
   local files through the file protocol; the whitelist makes ffmpeg refuse them right
@@ -36,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from conversion.options import Encoding
@@ -189,8 +190,21 @@ def _file_url(path: str | os.PathLike) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def _input_options() -> list[str]:
-    return ["-protocol_whitelist", "file,pipe", "-format_whitelist", _FORMAT_WHITELIST]
+def _input_options(protocols: str = "file") -> list[str]:
+    return ["-protocol_whitelist", protocols, "-format_whitelist", _FORMAT_WHITELIST]
+
+
+class StreamedInput(Protocol):
+    """An input that a thread writes into ffmpeg's stdin while ffmpeg converts (conversion.staging)."""
+
+    def start(self, fd: int) -> None:
+        """Begin writing into the pipe's write end (now owned by the input) from a thread; closing it ends the input."""
+
+    def failure(self) -> BaseException | None:
+        """The writer's error (raised to the caller of convert_to_mp3 as it is), or None."""
+
+    def stop(self) -> None:
+        """ffmpeg is gone: stop writing and close the pipe."""
 
 
 # ---------------------------------------------------------------------------
@@ -418,7 +432,7 @@ def _not_allowed_message(demuxer: str | None) -> str:
 
 
 def convert_to_mp3(
-    source: str | os.PathLike,
+    source: "str | os.PathLike | StreamedInput",
     destination: str | os.PathLike,
     *,
     duration: float | None,
@@ -440,6 +454,9 @@ def convert_to_mp3(
     CANCEL_CHECK_INTERVAL seconds, even while ffmpeg prints nothing. Callbacks run on the calling
     thread. Raises FfmpegCancelled or MediaError("decode_failed"); either way no partial
     destination is left behind.
+
+    A StreamedInput source is read from ffmpeg's stdin while its writer fills it; a failure of the
+    writer stops ffmpeg and is raised as it is.
     """
     if options is None:
         if not 8 <= bitrate_kbps <= 320:
@@ -465,11 +482,13 @@ def convert_to_mp3(
             "-metadata:s:v", "title=Cover", "-metadata:s:v", "comment=Cover (front)",
         )
         # fmt: on
-    source_url, destination_url = _file_url(source), _file_url(destination)
+    streamed = None if isinstance(source, str | os.PathLike) else source
+    source_url = "pipe:0" if streamed is not None else _file_url(source)
+    destination_url = _file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), *input_args, "-i", source_url,
+        *_input_options("pipe" if streamed is not None else "file"), *input_args, "-i", source_url,
         *cover_args,
         *output_args,
         "-progress", "pipe:1", "-nostats",
@@ -485,6 +504,7 @@ def convert_to_mp3(
         output=destination,
         source_url=source_url,
         destination_url=destination_url,
+        streamed=streamed,
     )
     if on_progress is not None:
         on_progress(100)
@@ -578,15 +598,30 @@ def _run_ffmpeg(
     source_url: str,
     destination_url: str,
     tail_lines: int = _STDERR_TAIL,
+    streamed: StreamedInput | None = None,
 ) -> list[str]:
-    """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded."""
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=_child_setup(limits),
-    )
+    """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded.
+
+    A `streamed` input is written into ffmpeg's stdin while it runs; its failure stops ffmpeg and is raised.
+    """
+    read_end, write_end = os.pipe() if streamed is not None else (subprocess.DEVNULL, None)
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_child_setup(limits),
+        )
+    except BaseException:
+        if write_end is not None:
+            os.close(write_end)
+        raise
+    finally:
+        if write_end is not None:
+            os.close(read_end)  # ffmpeg has its own copy; ours would keep the pipe from ever ending
+    if streamed is not None:
+        streamed.start(write_end)
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf
 
@@ -613,6 +648,8 @@ def _run_ffmpeg(
                 line = ""
             if line is None:
                 break
+            if streamed is not None and (error := streamed.failure()) is not None:
+                raise error
             if time.monotonic() > deadline:
                 raise MediaError(
                     "too_slow",
@@ -631,10 +668,16 @@ def _run_ffmpeg(
         returncode = process.wait()
         for reader in readers:
             reader.join()
+        if streamed is not None:
+            streamed.stop()
+            if (error := streamed.failure()) is not None:  # the input may have been cut short
+                raise error
         if returncode != 0:
             raise MediaError("decode_failed", _decode_failed_message(stderr_tail, source_url, destination_url))
         finished = True
     finally:
+        if streamed is not None:
+            streamed.stop()  # first: ffmpeg waiting for input then sees its end and exits at once
         if process.poll() is None:
             _stop(process)
         for reader in readers:

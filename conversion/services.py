@@ -1,4 +1,4 @@
-"""One conversion: GridFS video -> temp file -> ffmpeg -> temp MP3 -> GridFS, driven by the job row.
+"""One conversion: GridFS video -> ffmpeg (streamed, or via a temp file) -> temp MP3 -> GridFS, driven by the job row.
 
 The attempt claims the job under a lease and acknowledges the message at once: from then on the
 database drives recovery (a dead attempt's lease runs out and the sweeper queues the job again),
@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
-from conversion import ffmpeg
+from conversion import ffmpeg, staging
 from conversion import options as conversion_options
 from uploads import selectors as job_selectors
 from uploads import services as job_services
@@ -130,6 +130,15 @@ def _measure_loudness(job, owner: str, source: Path, *, should_cancel, limits) -
     return loudness
 
 
+def _needs_more_passes(job) -> bool:
+    """Whether the job reads its video more than once (loudness measurement, cover frame): a stream
+    read once is not enough then, so the video is downloaded first."""
+    options = _job_options(job)
+    return options.normalize or (
+        bool(job.video_codec) and conversion_options.cover_time(options, duration=job.duration) is not None
+    )
+
+
 def _encoding_for(job, *, loudness: dict | None) -> conversion_options.Encoding:
     return conversion_options.encoding_for(
         _job_options(job),
@@ -178,10 +187,13 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
     mp3_id = job_services.mp3_file_id_for(job.id)
     try:
         with tempfile.TemporaryDirectory(prefix="videomp3-", dir=settings.CONVERSION_TEMP_DIR) as workdir:
-            source = Path(workdir) / "source"
             destination = Path(workdir) / "audio.mp3"
             failpoints.reached("reading", job.id)
-            storage.copy_to_path(storage.VIDEOS, job.video_file_id, source)
+            # Streamed into ffmpeg while it converts where the container allows it and one pass is
+            # enough; else downloaded first.
+            source = staging.stage_source(
+                storage.VIDEOS, job.video_file_id, workdir=Path(workdir), stream=not _needs_more_passes(job)
+            )
             failpoints.reached("converting", job.id)
             limits = _limits_for(job)
             loudness = _measure_loudness(job, owner, source, should_cancel=watch, limits=limits)

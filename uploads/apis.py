@@ -29,7 +29,8 @@ class StoreUnavailable(APIException):
 
 
 def _check_body_length(request) -> Response | None:
-    """400 without Content-Length, 413 when it already says the body is too large: both before the body is read.
+    """400 without Content-Length, 413 when it already says the body is too large, 429 over a quota: all
+    before the body is read.
 
     Django reads no request body without Content-Length (a chunked upload would look like "no file").
     """
@@ -47,6 +48,11 @@ def _check_body_length(request) -> Response | None:
         )
     if length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
         raise UploadTooLarge()
+    # The body streams into GridFS as it arrives: a user over a quota is refused before it does.
+    try:
+        services.quota_check(owner=request.user, incoming=max(0, length - MULTIPART_OVERHEAD))
+    except services.QuotaExceeded as exc:
+        return _quota_response(exc)
     return None
 
 

@@ -132,29 +132,41 @@ def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOp
     """
     if options is None:
         options = conversion_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
-    if upload.size == 0:
-        raise UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
-    if upload.size > settings.MAX_UPLOAD_SIZE:
-        raise UploadRejected(413, too_large_sentence(), "too_large")
-    quota_check(owner=owner, incoming=upload.size)  # before any work; checked again under a lock below
-    with _local_path(upload) as path:
-        try:
-            info = ffmpeg.probe(path)
-        except ffmpeg.MediaError as exc:
-            raise UploadRejected(422, str(exc), exc.code) from None
-        try:
-            conversion_options.check_against_media(options, duration=info.duration, audio_streams=info.audio_streams)
-        except conversion_options.OptionsInvalid as exc:
-            raise options_rejected(exc) from None
-        job_id = uuid.uuid4()
-        filename = display_filename(upload.name)
-        stored = storage.save_path(
-            storage.VIDEOS,
-            path,
-            filename=filename,
-            content_type=upload.content_type or "application/octet-stream",
-            metadata={"job_id": str(job_id), "owner_id": owner.pk},
-        )
+    # Stored while it arrived (uploads.upload_handlers), unless the store failed meanwhile.
+    writer = getattr(upload, "stored_writer", None)
+    try:
+        if upload.size == 0:
+            raise UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
+        if upload.size > settings.MAX_UPLOAD_SIZE:
+            raise UploadRejected(413, too_large_sentence(), "too_large")
+        quota_check(owner=owner, incoming=upload.size)  # checked again under a lock below
+        with _local_path(upload) as path:
+            try:
+                info = ffmpeg.probe(path)
+            except ffmpeg.MediaError as exc:
+                raise UploadRejected(422, str(exc), exc.code) from None
+            try:
+                conversion_options.check_against_media(
+                    options, duration=info.duration, audio_streams=info.audio_streams
+                )
+            except conversion_options.OptionsInvalid as exc:
+                raise options_rejected(exc) from None
+            job_id = uuid.uuid4()
+            filename = display_filename(upload.name)
+            metadata = {"job_id": str(job_id), "owner_id": owner.pk}
+            if writer is not None and writer.size == upload.size:
+                stored = writer.close(filename=filename, metadata=metadata)
+            else:
+                stored = storage.save_path(
+                    storage.VIDEOS,
+                    path,
+                    filename=filename,
+                    content_type=upload.content_type or "application/octet-stream",
+                    metadata=metadata,
+                )
+    finally:
+        if writer is not None and not writer.closed:
+            writer.abort()  # refused, or stored the slow way: nothing half-written stays behind
     options_key = options.key()
     try:
         with transaction.atomic():

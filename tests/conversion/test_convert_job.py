@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversion.services import ConversionHandedBack, job_convert
 from tests.factories import user_create
@@ -82,3 +83,32 @@ def test_a_missing_source_video_fails_the_job(mongodb, rabbitmq, media_files):
     assert job_convert(job_id=str(job.id)) == "failed"
     job.refresh_from_db()
     assert "upload it again" in job.error
+
+
+@pytest.mark.parametrize(
+    ("options", "streamed"),
+    [({}, False), ({"cover": "false"}, True), ({"cover": "false", "normalize": "true"}, False)],
+    ids=["cover-frame", "one-pass", "loudnorm"],
+)
+def test_a_one_pass_job_streams_its_video_and_a_job_with_more_passes_downloads_it(
+    mongodb, rabbitmq, media_files, monkeypatch, options, streamed
+):
+    """A cover frame or a loudness measurement reads the video again, so it must be on disk first."""
+    from conversion import options as conversion_options
+    from conversion import staging
+
+    staged = []
+    real_stage_source = staging.stage_source
+
+    def spy(*args, **kwargs):
+        source = real_stage_source(*args, **kwargs)
+        staged.append(source)
+        return source
+
+    monkeypatch.setattr(staging, "stage_source", spy)
+    path = media.make_media(media_files, "mkv_vp9_opus")
+    upload = SimpleUploadedFile(path.name, path.read_bytes())
+    parsed = conversion_options.parse_options(options, default_bitrate=192)
+    job = job_services.job_create(owner=user_create(), upload=upload, options=parsed)
+    assert job_convert(job_id=str(job.id)) == "done"
+    assert isinstance(staged[0], staging.StreamedSource) is streamed

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import user_create
 from tests.support import media
-from tests.support.pipeline import stored_file_count
+from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -37,7 +37,8 @@ def upload(client, path, *, field="file", url="/api/jobs/"):
 
 def assert_nothing_stored():
     assert Job.objects.count() == 0
-    assert stored_file_count(storage.VIDEOS) == 0
+    # Neither a file nor the chunks written while the upload arrived (uploads.upload_handlers).
+    assert stored_files_and_orphan_chunks(storage.VIDEOS) == (0, 0)
     assert broker.queue_depth(broker.VIDEO) == 0
 
 

@@ -258,3 +258,20 @@ def test_an_empty_uri_starts_the_embedded_server_under_var(settings, tmp_path, m
         storage.reset_client()
         if embedded._server is not None:
             embedded._server.stop()
+
+
+def test_a_writer_stores_what_arrives_and_abort_leaves_nothing(mongodb):
+    content = os.urandom(3 * storage.CHUNK_SIZE + 11)
+    writer = storage.open_writer(storage.VIDEOS, filename="a.bin", content_type="video/mp4")
+    for start in range(0, len(content), 100_000):  # pieces that do not line up with chunks
+        writer.write(content[start : start + 100_000])
+    stored = writer.close(filename="b.mp4", metadata={"job_id": "j"})
+    assert (stored.size, stored.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+    with storage.open_file(storage.VIDEOS, stored.file_id) as reader:
+        assert reader.read() == content and reader.filename == "b.mp4"
+        assert reader.metadata == {"job_id": "j", "contentType": "video/mp4"}
+
+    aborted = storage.open_writer(storage.VIDEOS, filename="c.bin", content_type="video/mp4")
+    aborted.write(os.urandom(storage.WRITE_BATCH_CHUNKS * storage.CHUNK_SIZE + 1))  # one batch reached the store
+    aborted.abort()
+    assert documents(storage.VIDEOS) == (1, 4)  # only the first file's four chunks
