@@ -6,7 +6,6 @@ Usage: python -m bench.converter_memory [--short 600] [--long 3600]
 
 import argparse
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -14,44 +13,6 @@ from bench import _common
 
 TARGET_MIB = 200
 TARGET_GROWTH = 1.1
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def tree_rss(pid: int) -> int:
-    """Sum of VmRSS (bytes) of pid and all its descendants."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            continue
-        stack += _children(current)
-    return total
-
-
-class Sampler(threading.Thread):
-    def __init__(self, pid: int, every: float = 0.05):
-        super().__init__(daemon=True)
-        self.pid, self.every, self.peak = pid, every, 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(self.every):
-            self.peak = max(self.peak, tree_rss(self.pid))
 
 
 def measure(path: Path, workdir: Path, timeout: float) -> tuple[float, float]:
@@ -65,20 +26,19 @@ def measure(path: Path, workdir: Path, timeout: float) -> tuple[float, float]:
     process = manage_command(["run_converter"], log)
     try:
         time.sleep(2)  # start-up (Django import, broker connection) is not conversion
-        sampler = Sampler(process.pid)
-        sampler.start()
-        started = time.perf_counter()
-        broker.publish(broker.VIDEO, str(job.id))
-        finished = wait_until(
-            lambda: (
-                Job.objects.filter(id=job.id, status__in=["done", "failed"]).values_list("status", flat=True).first()
-            ),
-            timeout=timeout,
-            interval=0.2,
-        )
-        elapsed = time.perf_counter() - started
-        sampler.stop.set()
-        sampler.join()
+        with _common.RssSampler(process.pid) as sampler:
+            started = time.perf_counter()
+            broker.publish(broker.VIDEO, str(job.id))
+            finished = wait_until(
+                lambda: (
+                    Job.objects.filter(id=job.id, status__in=["done", "failed"])
+                    .values_list("status", flat=True)
+                    .first()
+                ),
+                timeout=timeout,
+                interval=0.2,
+            )
+            elapsed = time.perf_counter() - started
         if finished != "done":
             raise RuntimeError(f"job {job.id} ended {finished!r}; see {log}:\n{log.read_text()[-2000:]}")
     finally:

@@ -63,6 +63,12 @@ def media_dir(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "media"
 
 
+@pytest.fixture
+def media_files(tmp_path_factory):
+    """Generated media shared by the whole run (tests.support.media caches each file by kind and length)."""
+    return tmp_path_factory.getbasetemp() / "media-cache"
+
+
 def pytest_report_header(config):
     return [
         f"DATABASE_URL={os.environ.get('DATABASE_URL', '(embedded SQLite)')}",

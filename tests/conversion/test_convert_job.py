@@ -17,11 +17,6 @@ from videomp3 import broker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
 def queued_job(path) -> Job:
     stored = storage.save_path(storage.VIDEOS, path, filename=path.name, content_type="application/octet-stream")
     return Job.objects.create(

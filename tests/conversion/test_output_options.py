@@ -17,11 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
 def convert(mongodb, rabbitmq, tmp_path):
     """Upload a file with options, convert it, and return (job, path of the produced MP3)."""
     counter = iter(range(1000))

@@ -37,11 +37,6 @@ PIPELINE_INPUTS = [
 
 
 @pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
 def workers(mongodb, rabbitmq, tmp_path):
     """run_converter and run_notifier as processes, sharing the test's database, GridFS and queues."""
     email_dir = tmp_path / "emails"

@@ -29,11 +29,6 @@ SELF_KILLED_PHASES = ("claimed", "reading", "committed")
 
 
 @pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
 def fault_env(mongodb, rabbitmq, tmp_path):
     """Short leases and a fast sweeper, so recovery after a crash takes seconds, not minutes."""
     return {

@@ -16,20 +16,10 @@ from videomp3 import broker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
 def client_for(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
-
-
-@pytest.fixture
-def alice(mongodb, rabbitmq):
-    return client_for(user_create(email="alice@example.com"))
 
 
 def upload(client, path, **options):

@@ -8,7 +8,6 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from conversion.options import PRESETS
-from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import stored_file_count
 from uploads import storage
@@ -16,18 +15,6 @@ from uploads.models import Job
 from videomp3 import broker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
-def alice(mongodb, rabbitmq):
-    client = APIClient()
-    client.force_authenticate(user_create(email="alice@example.com"))
-    return client
 
 
 def upload(client, path, url="/api/jobs/", **fields):

@@ -16,20 +16,6 @@ from videomp3 import broker
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
-def alice(mongodb, rabbitmq):
-    user = user_create(email="alice@example.com")
-    client = APIClient()
-    client.force_authenticate(user)
-    client.user = user
-    return client
-
-
 def upload(client, path, *, field="file", url="/api/jobs/"):
     with open(path, "rb") as handle:
         return client.post(url, {field: handle}, format="multipart")

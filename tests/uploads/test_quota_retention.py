@@ -22,20 +22,6 @@ from uploads.models import Job
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def media_files(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
-def alice(mongodb, rabbitmq):
-    user = user_create(email="alice@example.com")
-    client = APIClient()
-    client.force_authenticate(user)
-    client.user = user
-    return client
-
-
 def upload(client, path):
     content = path.read_bytes()
     return client.post("/api/jobs/", {"file": SimpleUploadedFile(path.name, content)}, format="multipart")
