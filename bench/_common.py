@@ -340,17 +340,25 @@ def authorization(email: str = "bench@example.com") -> str:
     return f"Bearer {AccessToken.for_user(user)}"
 
 
-def upload(base_url: str, path: Path, authorization: str) -> dict:
-    """POST /api/jobs/ with the file as multipart, streamed from disk in 1 MiB pieces; returns the job JSON."""
+def upload(base_url: str, path: Path, authorization: str, fields: dict[str, str] | None = None) -> dict:
+    """POST /api/jobs/ with the file as multipart, streamed from disk in 1 MiB pieces; returns the job JSON.
+
+    `fields` go as form fields before the file (output options)."""
     import http.client
     import urllib.parse
     import uuid
 
     boundary = uuid.uuid4().hex
     head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
+        "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in (fields or {}).items()
+        ).encode()
+        + (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+    )
     tail = f"\r\n--{boundary}--\r\n".encode()
     url = urllib.parse.urlsplit(base_url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)

@@ -35,7 +35,9 @@ def main(argv=None) -> dict:
                     _common.raw_ffmpeg(clip, Path(tmp) / "out.mp3")
                     raw = time.perf_counter() - started
 
-                    job = _common.upload(base_url, clip, _common.authorization())
+                    # A title of its own, so dedup does not hand back the previous run's MP3 unconverted.
+                    fields = {"title": f"latency {run}"}
+                    job = _common.upload(base_url, clip, _common.authorization(), fields=fields)
                     answered = time.perf_counter()
                     status = wait_until(
                         lambda job_id=job["id"]: (
