@@ -22,68 +22,39 @@ if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
 
+def _generated(name: str, ffmpeg_args: list[str]) -> Path:
+    """bench/.cache/<name>, made once by `ffmpeg <ffmpeg_args> <partial file>` and renamed when complete."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    target = CACHE_DIR / name
+    if not target.exists():
+        partial = target.with_name(f".part-{name}")
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *ffmpeg_args, str(partial)], check=True)
+        partial.replace(target)
+    return target
+
+
 def media(seconds: int, size: str = "1280x720", rate: int = 30) -> Path:
     """An H.264+AAC MP4 with its index at the end (no faststart), cached under bench/.cache/."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    target = CACHE_DIR / f"video-{seconds}s-{size.split('x')[1]}p.mp4"
-    if target.exists():
-        return target
-    partial = target.with_suffix(".part.mp4")
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-shortest",
-            str(partial),
-        ],
-        check=True,
-    )
-    partial.replace(target)
-    return target
+    # fmt: off
+    return _generated(f"video-{seconds}s-{size.split('x')[1]}p.mp4", [
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k", "-shortest", "-f", "mp4",
+    ])
+    # fmt: on
 
 
 def mp3_in_container(seconds: int) -> Path:
     """A Matroska file with small H.264 video and 128k MP3 audio (MP3 in a container), cached under bench/.cache/."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    target = CACHE_DIR / f"video-{seconds}s-120p-mp3.mkv"
-    if target.exists():
-        return target
-    partial = target.with_suffix(".part.mkv")
     # fmt: off
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=5:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-            "-c:a", "libmp3lame", "-b:a", "128k", "-ac", "2", "-shortest", "-f", "matroska", str(partial),
-        ],
-        check=True,
-    )
+    return _generated(f"video-{seconds}s-120p-mp3.mkv", [
+        "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=5:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "libmp3lame", "-b:a", "128k", "-ac", "2", "-shortest", "-f", "matroska",
+    ])
     # fmt: on
-    partial.replace(target)
-    return target
 
 
 def raw_ffmpeg(source: Path, out: Path) -> None:
@@ -186,6 +157,20 @@ def make_job(path: Path, *, username: str = "bench"):
     )
 
 
+def job_like(template):
+    """Another queued Job converting the same stored video as `template` (KEEP_SOURCE_VIDEOS keeps it)."""
+    from uploads.models import Job
+
+    return Job.objects.create(
+        owner=template.owner,
+        status=Job.Status.QUEUED,
+        original_filename=template.original_filename,
+        size=template.size,
+        video_file_id=template.video_file_id,
+        duration=template.duration,
+    )
+
+
 def median(values):
     return statistics.median(values)
 
@@ -228,18 +213,13 @@ def record(results: dict) -> None:
 
 def wav(mebibytes: int) -> Path:
     """A 48 kHz stereo 16-bit WAV of about `mebibytes` MiB (a sine), cached under bench/.cache/."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    target = CACHE_DIR / f"audio-{mebibytes}MiB.wav"
-    if not target.exists():
-        seconds = mebibytes * 2**20 / (48000 * 2 * 2)
-        partial = target.with_suffix(".part.wav")
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
-            + ["-ac", "2", "-t", f"{seconds:.3f}", "-c:a", "pcm_s16le", str(partial)],
-            check=True,
-        )
-        partial.replace(target)
-    return target
+    seconds = mebibytes * 2**20 / (48000 * 2 * 2)
+    # fmt: off
+    return _generated(f"audio-{mebibytes}MiB.wav", [
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-ac", "2", "-t", f"{seconds:.3f}", "-c:a", "pcm_s16le", "-f", "wav",
+    ])
+    # fmt: on
 
 
 def smoke() -> bool:

@@ -39,7 +39,6 @@ def main(argv=None) -> dict:
     with _common.services():
         from conversion import ffmpeg, services, staging
         from uploads import storage
-        from uploads.models import Job
 
         template = _common.make_job(source)
         phases: dict = {}
@@ -55,14 +54,7 @@ def main(argv=None) -> dict:
                     _common.raw_ffmpeg(source, Path(tmp) / "out.mp3")
                     raw = time.perf_counter() - started
 
-                    job = Job.objects.create(
-                        owner=template.owner,
-                        status=Job.Status.QUEUED,
-                        original_filename=template.original_filename,
-                        size=template.size,
-                        video_file_id=template.video_file_id,
-                        duration=template.duration,
-                    )
+                    job = _common.job_like(template)
                     phases.clear()
                     started = time.perf_counter()
                     outcome = services.job_convert(job_id=str(job.id))

@@ -18,19 +18,7 @@ TARGET = 1.6
 
 
 def _jobs(template, count: int):
-    from uploads.models import Job
-
-    return [
-        Job.objects.create(
-            owner=template.owner,
-            status=Job.Status.QUEUED,
-            original_filename=template.original_filename,
-            size=template.size,
-            video_file_id=template.video_file_id,
-            duration=template.duration,
-        )
-        for _ in range(count)
-    ]
+    return [_common.job_like(template) for _ in range(count)]
 
 
 def _all_done(jobs, timeout: float) -> None:

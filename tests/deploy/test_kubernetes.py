@@ -280,6 +280,12 @@ def test_production_settings_are_on(rendered, overlay):
     assert config["ALLOWED_HOSTS"] and "*" not in config["ALLOWED_HOSTS"]
 
 
+def test_production_redirects_to_https_behind_the_ingress_with_hsts(rendered):
+    config = config_data(rendered["production"])
+    assert config["SECURE_SSL_REDIRECT"] == "1" and config["TRUST_X_FORWARDED_PROTO"] == "1"
+    assert int(config["SECURE_HSTS_SECONDS"]) >= 31536000
+
+
 def test_minikube_urls_match_the_infra_passwords_and_services(rendered):
     import base64
 

@@ -62,6 +62,20 @@ def test_storage_quota_refuses_with_429_a_sentence_and_retry_after(alice, media_
     assert upload(alice, wav).status_code == 202
 
 
+def test_an_upload_over_the_quota_is_refused_before_its_body_is_read(alice, settings):
+    """The body streams into GridFS as it arrives, so the limit is checked on Content-Length first: a body
+    that could not even be parsed still answers 429, not the 400 of a broken multipart body."""
+    settings.QUOTA_BYTES_PER_USER = 1024
+    response = alice.generic(
+        "POST",
+        "/api/jobs/",
+        b"x" * (64 * 1024 + 4096),
+        content_type="multipart/form-data; boundary=abc",
+    )
+    assert response.status_code == 429 and response.json()["code"] == "storage_quota_exceeded"
+    assert stored_file_count(storage.VIDEOS) == 0
+
+
 def test_jobs_in_progress_quota_applies_to_uploads_and_retries(alice, media_files, settings):
     settings.QUOTA_QUEUED_JOBS_PER_USER = 1
     wav = media.make_media(media_files, "wav_pcm")
