@@ -1,12 +1,12 @@
 """The only place in the project that runs ffmpeg or ffprobe.
 
-Two jobs: ``probe`` (what is in an uploaded file, and may we convert it?) and
-``convert_to_mp3``. Uploaded files are untrusted, so every ffmpeg/ffprobe run here
-opens the input as ``file:<absolute path>`` with two whitelists:
+Three jobs: ``probe`` (what is in an uploaded file, and may we convert it?), ``extract_audio`` and
+``grab_frame`` at upload (what a conversion needs, taken out of the video once), and
+``convert_to_mp3``. Every run reads a local file. Uploaded files are untrusted, so every
+ffmpeg/ffprobe run here opens the input as ``file:<absolute path>`` with two whitelists:
 
 * ``-protocol_whitelist file``: the input may only be read through the file protocol,
-  never http, tcp, concat, subfile, ... A conversion fed through ffmpeg's stdin (a
-  ``StreamedInput``, see conversion/staging.py) allows ``pipe`` as well, and nothing else.
+  never http, tcp, concat, subfile, pipe, ...
 * ``-format_whitelist <ALLOWED_DEMUXERS>``: only ordinary single-file containers.
   Playlist-like demuxers (hls, concat, dash, image2 sequences, ...) would open *other*
   local files through the file protocol; the whitelist makes ffmpeg refuse them right
@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from conversion.options import Encoding
@@ -97,7 +97,8 @@ class MediaError(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # "not_media", "no_audio", "container_not_allowed", "decode_failed"
+        self.code = code  # "not_media", "no_audio", "container_not_allowed", "decode_failed", "extract_failed", ...
+        self.ffmpeg_lines: list[str] = []  # ffmpeg's last stderr lines, never shown to users
 
     def __reduce__(self):  # keep code and message when pickled (e.g. across processes)
         return (type(self), (self.code, str(self)))
@@ -192,19 +193,6 @@ def _file_url(path: str | os.PathLike) -> str:
 
 def _input_options(protocols: str = "file") -> list[str]:
     return ["-protocol_whitelist", protocols, "-format_whitelist", _FORMAT_WHITELIST]
-
-
-class StreamedInput(Protocol):
-    """An input that a thread writes into ffmpeg's stdin while ffmpeg converts (conversion.staging)."""
-
-    def start(self, fd: int) -> None:
-        """Begin writing into the pipe's write end (now owned by the input) from a thread; closing it ends the input."""
-
-    def failure(self) -> BaseException | None:
-        """The writer's error (raised to the caller of convert_to_mp3 as it is), or None."""
-
-    def stop(self) -> None:
-        """ffmpeg is gone: stop writing and close the pipe."""
 
 
 # ---------------------------------------------------------------------------
@@ -432,7 +420,7 @@ def _not_allowed_message(demuxer: str | None) -> str:
 
 
 def convert_to_mp3(
-    source: "str | os.PathLike | StreamedInput",
+    source: str | os.PathLike,
     destination: str | os.PathLike,
     *,
     duration: float | None,
@@ -454,9 +442,6 @@ def convert_to_mp3(
     CANCEL_CHECK_INTERVAL seconds, even while ffmpeg prints nothing. Callbacks run on the calling
     thread. Raises FfmpegCancelled or MediaError("decode_failed"); either way no partial
     destination is left behind.
-
-    A StreamedInput source is read from ffmpeg's stdin while its writer fills it; a failure of the
-    writer stops ffmpeg and is raised as it is.
     """
     if options is None:
         if not 8 <= bitrate_kbps <= 320:
@@ -482,13 +467,12 @@ def convert_to_mp3(
             "-metadata:s:v", "title=Cover", "-metadata:s:v", "comment=Cover (front)",
         )
         # fmt: on
-    streamed = None if isinstance(source, str | os.PathLike) else source
-    source_url = "pipe:0" if streamed is not None else _file_url(source)
+    source_url = _file_url(source)
     destination_url = _file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options("pipe" if streamed is not None else "file"), *input_args, "-i", source_url,
+        *_input_options(), *input_args, "-i", source_url,
         *cover_args,
         *output_args,
         "-progress", "pipe:1", "-nostats",
@@ -504,7 +488,6 @@ def convert_to_mp3(
         output=destination,
         source_url=source_url,
         destination_url=destination_url,
-        streamed=streamed,
     )
     if on_progress is not None:
         on_progress(100)
@@ -587,6 +570,65 @@ def grab_frame(
     return os.path.exists(destination) and os.path.getsize(destination) > 0
 
 
+# The audio source a conversion reads is written as QuickTime for ISO-BMFF uploads (MP4, MOV, M4A,
+# 3GP) and as Matroska for everything else. Matroska carries any codec with chapters and tags, but
+# this ffmpeg drops an MP4's edit list on the way (the AAC encoder delay it trims), so MP4 audio
+# decoded from it would gain 1024 samples; the QuickTime muxer keeps the edit list. Either way the
+# decoded audio is the upload's, sample for sample (tests/conversion/test_audio_source.py).
+_ISO_BMFF_ALIASES = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
+AUDIO_SOURCE_SUFFIXES = {"mov": ".mov", "matroska": ".mka"}
+# What ffmpeg says when the muxer cannot carry a codec as it is (the upload itself is kept then).
+_MUXER_REFUSED_RE = re.compile(
+    r"Could not write header|not supported|[Nn]o wav codec tag|can only be written|codec not currently supported"
+)
+EXTRACT_FAILED = (
+    "The audio of this file could not be read; it may be damaged. Try re-exporting it, or upload the original file."
+)
+
+
+def audio_source_format(container: str) -> str:
+    """The muxer ("mov" or "matroska") that keeps this container's audio exactly as it decodes."""
+    return "mov" if _ISO_BMFF_ALIASES.intersection(container.split(",")) else "matroska"
+
+
+def extract_audio(
+    source: str | os.PathLike, destination: str | os.PathLike, *, container: str, limits: ChildLimits | None = None
+) -> bool:
+    """Stream-copy every audio track of source, in order, with its chapters and container tags, into
+    destination (a small seekable file in audio_source_format(container)). Nothing is re-encoded.
+
+    False when that container cannot carry the audio as it is (the caller keeps the upload itself);
+    MediaError with a sentence when the file cannot be read within its limits.
+    """
+    source_url, destination_url = _file_url(source), _file_url(destination)
+    # fmt: off
+    command = [
+        ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        *_input_options(), "-i", source_url,
+        "-map", "0:a", "-c", "copy", "-map_metadata", "0", "-map_chapters", "0",
+        "-f", audio_source_format(container), destination_url,
+    ]
+    # fmt: on
+    try:
+        _run_ffmpeg(
+            command,
+            duration=None,
+            on_progress=None,
+            should_cancel=None,
+            limits=limits,
+            output=destination,
+            source_url=source_url,
+            destination_url=destination_url,
+        )
+    except MediaError as exc:
+        if exc.code == "decode_failed" and any(_MUXER_REFUSED_RE.search(line) for line in exc.ffmpeg_lines):
+            return False
+        if exc.code == "too_slow":
+            raise
+        raise MediaError("extract_failed", EXTRACT_FAILED) from None
+    return True
+
+
 def _run_ffmpeg(
     command: list[str],
     *,
@@ -598,30 +640,15 @@ def _run_ffmpeg(
     source_url: str,
     destination_url: str,
     tail_lines: int = _STDERR_TAIL,
-    streamed: StreamedInput | None = None,
 ) -> list[str]:
-    """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded.
-
-    A `streamed` input is written into ffmpeg's stdin while it runs; its failure stops ffmpeg and is raised.
-    """
-    read_end, write_end = os.pipe() if streamed is not None else (subprocess.DEVNULL, None)
-    try:
-        process = subprocess.Popen(
-            command,
-            stdin=read_end,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_child_setup(limits),
-        )
-    except BaseException:
-        if write_end is not None:
-            os.close(write_end)
-        raise
-    finally:
-        if write_end is not None:
-            os.close(read_end)  # ffmpeg has its own copy; ours would keep the pipe from ever ending
-    if streamed is not None:
-        streamed.start(write_end)
+    """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded."""
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_child_setup(limits),
+    )
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf
 
@@ -648,8 +675,6 @@ def _run_ffmpeg(
                 line = ""
             if line is None:
                 break
-            if streamed is not None and (error := streamed.failure()) is not None:
-                raise error
             if time.monotonic() > deadline:
                 raise MediaError(
                     "too_slow",
@@ -668,16 +693,12 @@ def _run_ffmpeg(
         returncode = process.wait()
         for reader in readers:
             reader.join()
-        if streamed is not None:
-            streamed.stop()
-            if (error := streamed.failure()) is not None:  # the input may have been cut short
-                raise error
         if returncode != 0:
-            raise MediaError("decode_failed", _decode_failed_message(stderr_tail, source_url, destination_url))
+            failure = MediaError("decode_failed", _decode_failed_message(stderr_tail, source_url, destination_url))
+            failure.ffmpeg_lines = list(stderr_tail)  # for callers that tell one failure from another
+            raise failure
         finished = True
     finally:
-        if streamed is not None:
-            streamed.stop()  # first: ffmpeg waiting for input then sees its end and exits at once
         if process.poll() is None:
             _stop(process)
         for reader in readers:

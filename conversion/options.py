@@ -21,6 +21,8 @@ CBR_BITRATES: tuple[int, ...] = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192,
 # At 22.05 kHz MP3 is MPEG-2 Layer III, whose frames top out at 160 kb/s.
 MPEG2_MAX_BITRATE = 160
 SAMPLE_RATES: tuple[int, ...] = (22050, 32000, 44100, 48000)
+# Every rate LAME encodes (MPEG-1, 2 and 2.5 Layer III): a 96 kHz source must be brought down to one.
+LAME_SAMPLE_RATES: tuple[int, ...] = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 CHANNELS = {"mono": 1, "stereo": 2}
 LOUDNESS_TARGET_RANGE = (-70.0, -5.0)  # what ffmpeg's loudnorm accepts for I
 TRUE_PEAK_RANGE = (-9.0, 0.0)  # and for TP
@@ -398,6 +400,16 @@ def trim_args(options: JobOptions, *, duration: float | None) -> tuple[list[str]
     return input_args, output_args, (end - start if end is not None else None)
 
 
+def lame_sample_rate(rate: int) -> int:
+    """The source's rate when LAME takes it, else the highest LAME rate below it that divides it evenly
+    (96000 -> 48000, 88200 -> 44100), else the highest below it."""
+    if rate in LAME_SAMPLE_RATES:
+        return rate
+    below = [candidate for candidate in LAME_SAMPLE_RATES if candidate <= rate] or [LAME_SAMPLE_RATES[0]]
+    even = [candidate for candidate in below if rate % candidate == 0]
+    return max(even or below)
+
+
 def loudnorm_filter(options: JobOptions, measured: dict | None = None) -> str:
     """loudnorm's first pass (measure only) or, given its measurement, the second (linear) pass."""
     parts = [f"I={options.loudness_target:g}", f"TP={options.true_peak:g}", f"LRA={LOUDNESS_RANGE_TARGET:g}"]
@@ -450,10 +462,11 @@ def encoding_for(
         if options.normalize and loudness is not None:
             output_args += ["-af", loudnorm_filter(options, loudness)]
             if options.sample_rate is None:
-                # loudnorm works (and would write) at 192 kHz; go back to the source's rate.
+                # loudnorm works (and would write) at 192 kHz; go back to the source's rate, or the
+                # nearest one LAME takes (88.2 and 96 kHz sources are common from cameras and DAWs).
                 source_rate = audio_streams[position].get("sample_rate") if position is not None else None
                 if source_rate:
-                    output_args += ["-ar", str(source_rate)]
+                    output_args += ["-ar", str(lame_sample_rate(source_rate))]
         output_args += ["-c:a", "libmp3lame"]
         if options.vbr_quality is not None:
             output_args += ["-q:a", str(options.vbr_quality)]
@@ -484,9 +497,15 @@ def encoding_for(
 
 
 def cover_time(options: JobOptions, *, duration: float | None) -> float | None:
-    """When to grab the cover frame; None: no cover."""
+    """When the MP3's cover frame is from; None: no cover."""
     if not options.cover:
         return None
+    return cover_grab_time(options, duration=duration)
+
+
+def cover_grab_time(options: JobOptions, *, duration: float | None) -> float:
+    """When the upload's cover frame is taken: the chosen time, else 10 % in. It is taken with the cover
+    off too, so that converting the job again can turn the cover on without the video."""
     if options.cover_time is not None:
         return options.cover_time
     return round((duration or 0.0) * COVER_AT_FRACTION, 3)

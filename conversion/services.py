@@ -1,4 +1,8 @@
-"""One conversion: GridFS video -> ffmpeg (streamed, or via a temp file) -> temp MP3 -> GridFS, driven by the job row.
+"""One conversion: the job's audio source (GridFS) -> temp file -> ffmpeg -> temp MP3 -> GridFS, driven by the job row.
+
+The source is the small seekable file the web role extracted at upload (uploads.services), so every
+job and option (trim, two-pass loudnorm, track choice, chapters, tags, cover) runs ffmpeg on a local
+file. A job queued before the audio source existed reads its stored video the same way.
 
 The attempt claims the job under a lease and acknowledges the message at once: from then on the
 database drives recovery (a dead attempt's lease runs out and the sweeper queues the job again),
@@ -16,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
-from conversion import ffmpeg, staging
+from conversion import ffmpeg
 from conversion import options as conversion_options
 from uploads import selectors as job_selectors
 from uploads import services as job_services
@@ -130,15 +134,6 @@ def _measure_loudness(job, owner: str, source: Path, *, should_cancel, limits) -
     return loudness
 
 
-def _needs_more_passes(job) -> bool:
-    """Whether the job reads its video more than once (loudness measurement, cover frame): a stream
-    read once is not enough then, so the video is downloaded first."""
-    options = _job_options(job)
-    return options.normalize or (
-        bool(job.video_codec) and conversion_options.cover_time(options, duration=job.duration) is not None
-    )
-
-
 def _encoding_for(job, *, loudness: dict | None) -> conversion_options.Encoding:
     return conversion_options.encoding_for(
         _job_options(job),
@@ -150,11 +145,29 @@ def _encoding_for(job, *, loudness: dict | None) -> conversion_options.Encoding:
     )
 
 
-def _grab_cover(job, encoding, source: Path, destination: Path, *, limits) -> Path | None:
-    """The cover frame, for videos (audio-only files get no cover); None when off or there is no frame there."""
+def _download_source(job, workdir: Path) -> Path:
+    """The job's audio source (or, for a job from before it, its video) as a local file."""
+    source = job_selectors.job_conversion_source(job=job)
+    if source is None:
+        raise storage.StoredFileNotFound(storage.NOT_FOUND)
+    path = workdir / "source"
+    storage.copy_to_path(*source, path)
+    return path
+
+
+def _cover(job, encoding, source: Path, workdir: Path, *, limits) -> Path | None:
+    """The cover frame to embed, for videos (audio files get no cover); None when off or there is none.
+
+    The web role grabbed it at upload; a job from before that grabs it from its stored video now."""
     at = conversion_options.cover_time(_job_options(job), duration=job.duration)
     if at is None or not job.video_codec or encoding.audio_map is None:
         return None
+    destination = workdir / "cover.jpg"
+    if job.cover_file_id:
+        storage.copy_to_path(storage.SOURCES, job.cover_file_id, destination)
+        return destination
+    if job.source_file_id:
+        return None  # the upload had no frame at that time
     if not ffmpeg.grab_frame(source, destination, at=at, limits=limits):
         logger.info("job %s: no video frame at %.3f s, so the MP3 gets no cover", job.id, at)
         return None
@@ -189,16 +202,12 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
         with tempfile.TemporaryDirectory(prefix="videomp3-", dir=settings.CONVERSION_TEMP_DIR) as workdir:
             destination = Path(workdir) / "audio.mp3"
             failpoints.reached("reading", job.id)
-            # Streamed into ffmpeg while it converts where the container allows it and one pass is
-            # enough; else downloaded first.
-            source = staging.stage_source(
-                storage.VIDEOS, job.video_file_id, workdir=Path(workdir), stream=not _needs_more_passes(job)
-            )
+            source = _download_source(job, Path(workdir))
             failpoints.reached("converting", job.id)
             limits = _limits_for(job)
             loudness = _measure_loudness(job, owner, source, should_cancel=watch, limits=limits)
             encoding = _encoding_for(job, loudness=loudness)
-            cover = _grab_cover(job, encoding, source, Path(workdir) / "cover.jpg", limits=limits)
+            cover = _cover(job, encoding, source, Path(workdir), limits=limits)
             ffmpeg.convert_to_mp3(
                 source,
                 destination,
@@ -226,7 +235,7 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
         return "failed"
     except storage.StoredFileNotFound:
         job_services.job_mark_failed(
-            job_id=job.id, lease_owner=owner, sentence="The uploaded video is no longer stored; upload it again."
+            job_id=job.id, lease_owner=owner, sentence="The uploaded file is no longer stored; upload it again."
         )
         return "failed"
     except storage.StorageError as exc:

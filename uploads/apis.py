@@ -48,9 +48,10 @@ def _check_body_length(request) -> Response | None:
         )
     if length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
         raise UploadTooLarge()
-    # The body streams into GridFS as it arrives: a user over a quota is refused before it does.
+    # A user already at a limit is refused before the body arrives. What an upload stores (its audio,
+    # a few MB of a video of GBs) is only known once it is extracted: that is checked then.
     try:
-        services.quota_check(owner=request.user, incoming=max(0, length - MULTIPART_OVERHEAD))
+        services.quota_check(owner=request.user, incoming=1)
     except services.QuotaExceeded as exc:
         return _quota_response(exc)
     return None

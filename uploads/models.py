@@ -27,7 +27,16 @@ class Job(models.Model):
     audio_codec = models.CharField(max_length=32, blank=True)
     video_codec = models.CharField(max_length=32, blank=True)
     duration = models.FloatField(null=True, blank=True)
+    # The uploaded video itself: stored only with KEEP_SOURCE_VIDEOS (and by jobs from before the audio source).
     video_file_id = models.CharField(max_length=64, blank=True)
+    # What a conversion reads, extracted by the web role at upload: every audio track stream-copied into
+    # one small seekable file (or, when no container can carry the audio as is, the upload itself), and
+    # the cover frame as a JPEG. Kept until the job is deleted or expires, so it can be converted again;
+    # shared with the jobs that dedup gave the same MP3, and deleted with the last job that names it.
+    source_file_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source_size = models.BigIntegerField(null=True, blank=True)
+    cover_file_id = models.CharField(max_length=64, blank=True, db_index=True)
+    cover_size = models.BigIntegerField(null=True, blank=True)
     # From the upload-time probe, so options can be checked and built without opening the file again:
     # each audio stream (codec, channels, sample_rate, language, default) and the container's tags.
     audio_streams = models.JSONField(default=list, blank=True)

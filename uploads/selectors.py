@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 
+from uploads import storage
 from uploads.models import Job
 
 
@@ -53,12 +54,29 @@ def job_count_in_progress(*, user) -> int:
 
 
 def user_stored_bytes(*, user) -> int:
-    """Bytes this user keeps in GridFS, what QUOTA_BYTES_PER_USER limits: each job's video while it is
-    stored, plus each MP3 once, however many jobs share it (dedup)."""
+    """Bytes this user keeps in GridFS, what QUOTA_BYTES_PER_USER limits: each audio source, cover and
+    MP3 (and video, with KEEP_SOURCE_VIDEOS) at its stored size, once however many jobs share it (dedup)."""
     jobs = Job.objects.filter(owner=user)
-    videos = jobs.exclude(video_file_id="").aggregate(total=Sum("size"))["total"] or 0
-    mp3_sizes = dict(jobs.exclude(mp3_file_id="").values_list("mp3_file_id", "mp3_size").distinct())
-    return videos + sum(size or 0 for size in mp3_sizes.values())
+    total = 0
+    for file_field, size_field in (
+        ("video_file_id", "size"),
+        ("source_file_id", "source_size"),
+        ("cover_file_id", "cover_size"),
+        ("mp3_file_id", "mp3_size"),
+    ):
+        sizes = dict(jobs.exclude(**{file_field: ""}).values_list(file_field, size_field).distinct())
+        total += sum(size or 0 for size in sizes.values())
+    return total
+
+
+def job_conversion_source(*, job: Job) -> tuple[str, str] | None:
+    """(GridFS bucket, file id) of what converting this job reads: its audio source, or for a job from
+    before the audio source, its uploaded video. None when neither is stored."""
+    if job.source_file_id:
+        return storage.SOURCES, job.source_file_id
+    if job.video_file_id:
+        return storage.VIDEOS, job.video_file_id
+    return None
 
 
 def job_expires_at(*, job: Job) -> datetime | None:

@@ -1,6 +1,7 @@
 """Writes to jobs. Every state change is a conditional update, so a duplicated message or a
 second worker can never move a job backwards or finish it twice."""
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -9,6 +10,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -53,6 +55,14 @@ class QuotaExceeded(UploadRejected):
 class JobStateConflict(Exception):
     """The job's state does not allow this action (HTTP 409)."""
 
+
+# Where each file a job names is stored. Dedup lets jobs share files: a file goes with the last job naming it.
+JOB_FILE_FIELDS = (
+    (storage.VIDEOS, "video_file_id"),
+    (storage.SOURCES, "source_file_id"),
+    (storage.SOURCES, "cover_file_id"),
+    (storage.MP3S, "mp3_file_id"),
+)
 
 # A queued job usually finishes within minutes; a client refused for too many queued jobs waits this long.
 QUEUED_QUOTA_RETRY_AFTER_SECONDS = 60
@@ -124,101 +134,200 @@ def _local_path(upload: UploadedFile):
         yield copy.name
 
 
+def _content_sha256(upload: UploadedFile, path: str) -> str:
+    """The upload's SHA-256: computed while it arrived (uploads.upload_handlers), else read now."""
+    known = getattr(upload, "content_sha256", None)
+    if known:
+        return known
+    digest = hashlib.sha256()
+    with open(path, "rb") as stored:
+        while block := stored.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _extraction_limits(info: ffmpeg.MediaInfo) -> ffmpeg.ChildLimits:
+    return ffmpeg.ChildLimits.for_duration(
+        info.duration,
+        base_seconds=settings.FFMPEG_TIME_LIMIT_BASE,
+        seconds_per_second=settings.FFMPEG_TIME_LIMIT_FACTOR,
+        memory_mb=settings.FFMPEG_MEMORY_LIMIT_MB,
+    )
+
+
+def _store_for_conversion(
+    path: str, info: ffmpeg.MediaInfo, options: conversion_options.JobOptions, *, filename: str, metadata: dict
+) -> dict:
+    """Take out of the upload what a conversion needs and store it: the Job fields naming the files.
+
+    The audio tracks are stream-copied into one small seekable file (ffmpeg.extract_audio). An audio
+    upload is its own source, and so is a video whose audio no container we write can carry as it is.
+    A video also gets its cover frame, whether or not this job embeds it. On any failure what was
+    stored is deleted again and the temp files go with their directory.
+    """
+    stem = filename.rsplit(".", 1)[0] or "audio"
+    stored: list[tuple[str, str]] = []
+
+    def save(bucket: str, local: str | Path, *, name: str, content_type: str) -> storage.StoredFile:
+        kept = storage.save_path(bucket, local, filename=name, content_type=content_type, metadata=metadata)
+        stored.append((bucket, kept.file_id))
+        return kept
+
+    limits = _extraction_limits(info)
+    try:
+        with tempfile.TemporaryDirectory(prefix="videomp3-extract-", dir=settings.FILE_UPLOAD_TEMP_DIR) as workdir:
+            fields: dict = {}
+            source, source_type, source_name = path, "application/octet-stream", filename
+            if info.video_codecs:
+                audio_format = ffmpeg.audio_source_format(info.container)
+                extracted = Path(workdir) / f"audio{ffmpeg.AUDIO_SOURCE_SUFFIXES[audio_format]}"
+                if ffmpeg.extract_audio(path, extracted, container=info.container, limits=limits):
+                    source, source_type = extracted, f"audio/x-{audio_format}"
+                    source_name = stem + extracted.suffix
+                else:
+                    logger.info("%s: no container carries its audio as is; the upload is its own source", filename)
+                cover = Path(workdir) / "cover.jpg"
+                at = conversion_options.cover_grab_time(options, duration=info.duration)
+                if ffmpeg.grab_frame(path, cover, at=at, limits=limits):
+                    kept = save(storage.SOURCES, cover, name=f"{stem}.jpg", content_type="image/jpeg")
+                    fields.update(cover_file_id=kept.file_id, cover_size=kept.size)
+            kept = save(storage.SOURCES, source, name=source_name, content_type=source_type)
+            fields.update(source_file_id=kept.file_id, source_size=kept.size)
+            if settings.KEEP_SOURCE_VIDEOS and source is not path:
+                kept = save(storage.VIDEOS, path, name=filename, content_type="application/octet-stream")
+                fields.update(video_file_id=kept.file_id)
+            return fields
+    except BaseException:
+        _stored_delete(stored)
+        raise
+
+
+def _stored_delete(stored: list[tuple[str, str]]) -> None:
+    """Delete files stored for an upload that did not become a job."""
+    for bucket, file_id in stored:
+        try:
+            storage.delete(bucket, file_id)
+        except storage.StorageError:  # the store failed meanwhile: cleanup_storage removes them later
+            logger.warning("could not delete %s/%s after a refused upload", bucket, file_id)
+
+
 def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOptions | None = None) -> Job:
-    """Probe the upload, store it in GridFS and queue it; nothing is stored when it is refused.
+    """Probe the upload, store what its conversion needs in GridFS and queue it; nothing is stored when
+    it is refused.
 
     `options` were validated on their own (conversion.options.parse_options); what depends on the file
     (trim within its duration, the chosen audio track) is checked here, after probing. None: defaults.
+    An upload that dedup can serve (the owner's done job of the same content and options) stores nothing:
+    the new job shares the earlier one's files.
     """
     if options is None:
         options = conversion_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
-    # Stored while it arrived (uploads.upload_handlers), unless the store failed meanwhile.
-    writer = getattr(upload, "stored_writer", None)
-    try:
-        if upload.size == 0:
-            raise UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
-        if upload.size > settings.MAX_UPLOAD_SIZE:
-            raise UploadRejected(413, too_large_sentence(), "too_large")
-        quota_check(owner=owner, incoming=upload.size)  # checked again under a lock below
-        with _local_path(upload) as path:
-            try:
-                info = ffmpeg.probe(path)
-            except ffmpeg.MediaError as exc:
-                raise UploadRejected(422, str(exc), exc.code) from None
-            try:
-                conversion_options.check_against_media(
-                    options, duration=info.duration, audio_streams=info.audio_streams
-                )
-            except conversion_options.OptionsInvalid as exc:
-                raise options_rejected(exc) from None
-            job_id = uuid.uuid4()
-            filename = display_filename(upload.name)
-            metadata = {"job_id": str(job_id), "owner_id": owner.pk}
-            if writer is not None and writer.size == upload.size:
-                stored = writer.close(filename=filename, metadata=metadata)
-            else:
-                stored = storage.save_path(
-                    storage.VIDEOS,
-                    path,
-                    filename=filename,
-                    content_type=upload.content_type or "application/octet-stream",
-                    metadata=metadata,
-                )
-    finally:
-        if writer is not None and not writer.closed:
-            writer.abort()  # refused, or stored the slow way: nothing half-written stays behind
+    if upload.size == 0:
+        raise UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
+    if upload.size > settings.MAX_UPLOAD_SIZE:
+        raise UploadRejected(413, too_large_sentence(), "too_large")
+    quota_check(owner=owner, incoming=1)  # the exact check, on what is stored, comes under a lock below
     options_key = options.key()
+    filename = display_filename(upload.name)
+    with _local_path(upload) as path:
+        sha256 = _content_sha256(upload, path)
+        try:
+            info = ffmpeg.probe(path)
+        except ffmpeg.MediaError as exc:
+            raise UploadRejected(422, str(exc), exc.code) from None
+        try:
+            conversion_options.check_against_media(options, duration=info.duration, audio_streams=info.audio_streams)
+        except conversion_options.OptionsInvalid as exc:
+            raise options_rejected(exc) from None
+        job_id = uuid.uuid4()
+        metadata = {"job_id": str(job_id), "owner_id": owner.pk}
+        row = {
+            "id": job_id,
+            "owner": owner,
+            "original_filename": filename,
+            "size": upload.size,
+            "content_sha256": sha256,
+            "container": info.container[:64],
+            "audio_codec": (info.audio_codecs[0] if info.audio_codecs else "")[:32],
+            "video_codec": (info.video_codecs[0] if info.video_codecs else "")[:32],
+            "duration": info.duration,
+            "audio_streams": info.audio_streams,
+            "source_tags": info.tags,
+            "options": options.canonical(),
+            "options_key": options_key,
+        }
+        files: dict | None = None
+        if not _reusable_job_exists(owner=owner, content_sha256=sha256, options_key=options_key):
+            files = _store_for_conversion_or_refuse(path, info, options, filename=filename, metadata=metadata)
+        job = _job_insert(row, files=files)
+        if job is None:  # the done job dedup would have reused was deleted meanwhile: convert after all
+            files = _store_for_conversion_or_refuse(path, info, options, filename=filename, metadata=metadata)
+            job = _job_insert(row, files=files)
+    return job
+
+
+def _store_for_conversion_or_refuse(path, info, options, *, filename: str, metadata: dict) -> dict:
+    try:
+        return _store_for_conversion(path, info, options, filename=filename, metadata=metadata)
+    except ffmpeg.MediaError as exc:
+        raise UploadRejected(422, str(exc), exc.code) from None
+
+
+def _job_insert(row: dict, *, files: dict | None) -> Job | None:
+    """Create the job (queued with its own files, or done at once sharing an earlier job's); None when it
+    has no files and there is no longer a job to share them with."""
+    owner = row["owner"]
+    stored = [(bucket, file_id) for bucket, field in JOB_FILE_FIELDS if (file_id := (files or {}).get(field))]
     try:
         with transaction.atomic():
             # One upload at a time per user past this point, so two parallel uploads cannot both
-            # squeeze under a limit; the refused one's video is deleted below.
+            # squeeze under a limit; the refused one's files are deleted below.
             user_lock(user=owner)
-            earlier = _reusable_job(owner=owner, content_sha256=stored.sha256, options_key=options_key)
+            earlier = _reusable_job(owner=owner, content_sha256=row["content_sha256"], options_key=row["options_key"])
+            if earlier is None and files is None:
+                return None
             if earlier is None:
-                quota_check(owner=owner, incoming=stored.size)
-            job = Job.objects.create(
-                id=job_id,
-                owner=owner,
-                original_filename=filename,
-                size=stored.size,
-                content_sha256=stored.sha256,
-                container=info.container[:64],
-                audio_codec=(info.audio_codecs[0] if info.audio_codecs else "")[:32],
-                video_codec=(info.video_codecs[0] if info.video_codecs else "")[:32],
-                duration=info.duration,
-                video_file_id="" if earlier else stored.file_id,
-                audio_streams=info.audio_streams,
-                source_tags=info.tags,
-                options=options.canonical(),
-                options_key=options_key,
-                **(_reused_mp3_fields(earlier) if earlier else {}),
-            )
-            if earlier:
-                transaction.on_commit(partial(_publish_mp3_message, job.id))  # ready at once: say so
-            else:
+                incoming = sum(files.get(size) or 0 for size in ("source_size", "cover_size"))
+                incoming += row["size"] if files.get("video_file_id") else 0
+                quota_check(owner=owner, incoming=incoming)
+                job = Job.objects.create(**row, **files)
                 job_queue_on_commit(job.id)
+            else:
+                job = Job.objects.create(**row, **_reused_fields(earlier))
+                transaction.on_commit(partial(_publish_mp3_message, job.id))  # ready at once: say so
     except Exception:
-        storage.delete(storage.VIDEOS, stored.file_id)
+        _stored_delete(stored)
         raise
-    if earlier:
-        storage.delete(storage.VIDEOS, stored.file_id)  # the MP3 exists already; the video is not needed
+    if earlier is not None:
+        _stored_delete(stored)  # converted meanwhile by an identical upload: share its files instead
         logger.info("job %s reuses the MP3 of job %s (same content, same options)", job.id, earlier.id)
     return job
+
+
+def _reusable_jobs(*, owner, content_sha256: str, options_key: str):
+    return Job.objects.filter(
+        owner=owner, content_sha256=content_sha256, options_key=options_key, status=Job.Status.DONE
+    ).exclude(mp3_file_id="")
+
+
+def _reusable_job_exists(*, owner, content_sha256: str, options_key: str) -> bool:
+    """Whether dedup will likely serve this upload, so extracting and storing its audio can be skipped."""
+    return _reusable_jobs(owner=owner, content_sha256=content_sha256, options_key=options_key).exists()
 
 
 def _reusable_job(*, owner, content_sha256: str, options_key: str) -> Job | None:
     """The owner's latest done job of the same content and options, locked so it cannot be deleted
     or expired while a new job starts sharing its MP3."""
     return (
-        Job.objects.select_for_update()
-        .filter(owner=owner, content_sha256=content_sha256, options_key=options_key, status=Job.Status.DONE)
-        .exclude(mp3_file_id="")
+        _reusable_jobs(owner=owner, content_sha256=content_sha256, options_key=options_key)
+        .select_for_update()
         .order_by("-finished_at")
         .first()
     )
 
 
-def _reused_mp3_fields(earlier: Job) -> dict:
+def _reused_fields(earlier: Job) -> dict:
+    """A job done at once: it shares the earlier job's MP3, audio source and cover (deleted with the last job)."""
     now = timezone.now()
     return {
         "status": Job.Status.DONE,
@@ -226,6 +335,10 @@ def _reused_mp3_fields(earlier: Job) -> dict:
         "mp3_file_id": earlier.mp3_file_id,
         "mp3_size": earlier.mp3_size,
         "mp3_duration": earlier.mp3_duration,
+        "source_file_id": earlier.source_file_id,
+        "source_size": earlier.source_size,
+        "cover_file_id": earlier.cover_file_id,
+        "cover_size": earlier.cover_size,
         "input_loudness": earlier.input_loudness,
         "reused_from": earlier.id,
         "started_at": now,
@@ -459,10 +572,9 @@ def job_retry(*, job: Job) -> Job:
     """failed -> queued, and queue it again."""
     if job.status != Job.Status.FAILED:
         raise JobStateConflict(f"Only a failed job can be retried; this one is {job.status}.")
-    if not job.video_file_id or not storage.file_exists(storage.VIDEOS, job.video_file_id):
-        raise JobStateConflict(
-            "The uploaded video is no longer stored, so this job cannot be retried; upload it again."
-        )
+    source = selectors.job_conversion_source(job=job)
+    if source is None or not storage.file_exists(*source):
+        raise JobStateConflict("The uploaded file is no longer stored, so this job cannot be retried; upload it again.")
     with transaction.atomic():
         user_lock(user=job.owner)
         _queued_quota_check(owner=job.owner)
@@ -497,8 +609,8 @@ def job_delete(*, job: Job) -> Job | None:
             lease_owner="",
             lease_expires_at=None,
             # Its files are deleted next: they no longer count toward the owner's storage quota
-            # (should the delete fail, cleanup_storage removes the unreferenced video later).
-            video_file_id="",
+            # (should the delete fail, cleanup_storage removes the unreferenced files later).
+            **{field: "" for _bucket, field in JOB_FILE_FIELDS if field != "mp3_file_id"},
         )
         _job_files_delete(job)
         if cancelled:
@@ -509,14 +621,14 @@ def job_delete(*, job: Job) -> Job | None:
 
 
 def _job_files_delete(job: Job) -> None:
-    """Delete the job's video and its MP3, unless another job shares that MP3 (dedup): the last one deletes it.
+    """Delete the job's files, each unless another job shares it (dedup): the last one deletes it.
 
     Its own MP3 id is tried too, for a partial MP3 an interrupted conversion may have left."""
-    if job.video_file_id:
-        storage.delete(storage.VIDEOS, job.video_file_id)
-    for mp3_id in {job.mp3_file_id, mp3_file_id_for(job.id)} - {""}:
-        if not Job.objects.filter(mp3_file_id=mp3_id).exclude(id=job.id).exists():
-            storage.delete(storage.MP3S, mp3_id)
+    for bucket, field in JOB_FILE_FIELDS:
+        file_ids = {getattr(job, field)} | ({mp3_file_id_for(job.id)} if field == "mp3_file_id" else set())
+        for file_id in file_ids - {""}:
+            if not Job.objects.filter(**{field: file_id}).exclude(id=job.id).exists():
+                storage.delete(bucket, file_id)
 
 
 def jobs_expire(*, now=None) -> dict[str, int]:
@@ -534,20 +646,21 @@ def jobs_expire(*, now=None) -> dict[str, int]:
     cutoff = now - timedelta(days=days)
     sentence = (
         f"This job's files were deleted on {now:%Y-%m-%d}: this server keeps finished files for {days} "
-        f"day{'s' if days != 1 else ''}. Upload the video again to convert it again."
+        f"day{'s' if days != 1 else ''}. Upload the file again to convert it again."
     )
     finished = Job.objects.filter(status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__lt=cutoff)
     for job_id in finished.values_list("id", flat=True):
         counts["expired"] += Job.objects.filter(
             id=job_id, status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__lt=cutoff
         ).update(status=Job.Status.EXPIRED, error=sentence, progress=0)
-    for job in Job.objects.filter(status=Job.Status.EXPIRED).exclude(video_file_id="", mp3_file_id=""):
+    no_files = {field: "" for _bucket, field in JOB_FILE_FIELDS}
+    for job in Job.objects.filter(status=Job.Status.EXPIRED).exclude(**no_files):
         try:
             _job_files_delete(job)
         except storage.StorageError as exc:
             logger.warning("retention: files of job %s stay until the store is back: %s", job.id, exc)
             break
-        Job.objects.filter(id=job.id, status=Job.Status.EXPIRED).update(video_file_id="", mp3_file_id="")
+        Job.objects.filter(id=job.id, status=Job.Status.EXPIRED).update(**no_files)
         counts["files_deleted"] += 1
     if any(counts.values()):
         logger.info("retention: %s", counts)
@@ -555,7 +668,8 @@ def jobs_expire(*, now=None) -> dict[str, int]:
 
 
 def job_source_video_discard(*, job: Job) -> None:
-    """After a successful conversion the video is no longer needed, unless KEEP_SOURCE_VIDEOS."""
+    """After a successful conversion a job from before the audio source no longer needs its video,
+    unless KEEP_SOURCE_VIDEOS. A newer job's video is stored only with KEEP_SOURCE_VIDEOS, and kept."""
     if settings.KEEP_SOURCE_VIDEOS or not job.video_file_id:
         return
     storage.delete(storage.VIDEOS, job.video_file_id)
@@ -585,21 +699,24 @@ def job_release_notification(*, job_id) -> None:
 
 
 def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:
-    """Remove stored files no job needs: videos and MP3s whose job is gone or does not use them,
+    """Remove stored files no job needs: videos, audio sources, covers and MP3s whose job is gone or does not use them,
     and chunks an interrupted write left without a file. Recent files are left alone, since an
     upload or a conversion may be writing them right now."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    counts = {"videos": 0, "mp3s": 0, "orphan_chunks": 0}
+    counts = {"videos": 0, "sources": 0, "mp3s": 0, "orphan_chunks": 0}
     for file_id, _metadata in storage.files_uploaded_before(storage.VIDEOS, cutoff):
         if not Job.objects.filter(video_file_id=file_id).exists():
             counts["videos"] += storage.delete(storage.VIDEOS, file_id)
+    for file_id, _metadata in storage.files_uploaded_before(storage.SOURCES, cutoff):
+        if not Job.objects.filter(Q(source_file_id=file_id) | Q(cover_file_id=file_id)).exists():
+            counts["sources"] += storage.delete(storage.SOURCES, file_id)
     for file_id, _metadata in storage.files_uploaded_before(storage.MP3S, cutoff):
         in_use = Job.objects.filter(
             Q(mp3_file_id=file_id) | Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING)
         )
         if not in_use.exists():
             counts["mp3s"] += storage.delete(storage.MP3S, file_id)
-    for bucket in (storage.VIDEOS, storage.MP3S):
+    for bucket in (storage.VIDEOS, storage.SOURCES, storage.MP3S):
         for file_id in storage.orphan_chunk_file_ids(bucket, cutoff):
             storage.delete(bucket, file_id)
             counts["orphan_chunks"] += 1

@@ -1,4 +1,4 @@
-"""GridFS storage of uploaded videos and produced MP3s: the only module that imports pymongo.
+"""GridFS storage of what a conversion reads and of the MP3s it makes: the only module that imports pymongo.
 
 Every read and write streams in chunks, so no call holds a whole file in memory. Every
 driver error becomes StorageError with a sentence, so callers never see pymongo types.
@@ -28,8 +28,10 @@ from pymongo.errors import ConnectionFailure, InvalidURI, PyMongoError
 
 logger = logging.getLogger(__name__)
 
-# GridFS bucket names.
+# GridFS bucket names: the uploaded videos themselves (only with KEEP_SOURCE_VIDEOS), the audio
+# sources and cover frames extracted from them at upload, and the MP3s.
 VIDEOS = "videos"
+SOURCES = "sources"
 MP3S = "mp3s"
 
 # GridFS's default chunk size; reads and writes move this much at a time, so memory per

@@ -5,9 +5,10 @@ import threading
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from conversion import options as conversion_options
 from conversion.services import ConversionHandedBack, job_convert
 from tests.factories import user_create
-from tests.support import media
+from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count
 from uploads import services as job_services
 from uploads import storage
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def queued_job(path) -> Job:
+    """A job as queued before the audio source (#13): its uploaded video stored, no source or cover."""
     stored = storage.save_path(storage.VIDEOS, path, filename=path.name, content_type="application/octet-stream")
     return Job.objects.create(
         owner=user_create(), original_filename=path.name, size=stored.size, video_file_id=stored.file_id, duration=3.0
@@ -80,30 +82,48 @@ def test_a_missing_source_video_fails_the_job(mongodb, rabbitmq, media_files):
     assert "upload it again" in job.error
 
 
-@pytest.mark.parametrize(
-    ("options", "streamed"),
-    [({}, False), ({"cover": "false"}, True), ({"cover": "false", "normalize": "true"}, False)],
-    ids=["cover-frame", "one-pass", "loudnorm"],
-)
-def test_a_one_pass_job_streams_its_video_and_a_job_with_more_passes_downloads_it(
-    mongodb, rabbitmq, media_files, monkeypatch, options, streamed
-):
-    """A cover frame or a loudness measurement reads the video again, so it must be on disk first."""
-    from conversion import options as conversion_options
-    from conversion import staging
-
-    staged = []
-    real_stage_source = staging.stage_source
-
-    def spy(*args, **kwargs):
-        source = real_stage_source(*args, **kwargs)
-        staged.append(source)
-        return source
-
-    monkeypatch.setattr(staging, "stage_source", spy)
-    path = media.make_media(media_files, "mkv_vp9_opus")
+def uploaded_job(path, **options) -> Job:
+    """A job as an upload makes it now: its audio source and cover in GridFS, no video."""
     upload = SimpleUploadedFile(path.name, path.read_bytes())
     parsed = conversion_options.parse_options(options, default_bitrate=192)
-    job = job_services.job_create(owner=user_create(), upload=upload, options=parsed)
+    return job_services.job_create(owner=user_create(), upload=upload, options=parsed)
+
+
+def test_a_job_converts_from_its_audio_source_which_stays_for_another_conversion(mongodb, rabbitmq, media_files):
+    job = uploaded_job(media.make_media(media_files, "mp4_h264_aac_moov_end"))
+    assert job.source_file_id and job.cover_file_id and job.video_file_id == ""
     assert job_convert(job_id=str(job.id)) == "done"
-    assert isinstance(staged[0], staging.StreamedSource) is streamed
+    job.refresh_from_db()
+    assert job.status == "done" and abs(job.mp3_duration - 3.0) < 0.2
+    assert storage.file_exists(storage.SOURCES, job.source_file_id)
+    assert storage.file_exists(storage.SOURCES, job.cover_file_id)
+    assert stored_file_count(storage.VIDEOS) == 0
+
+
+def test_a_missing_audio_source_fails_the_job_with_a_sentence(mongodb, rabbitmq, media_files):
+    job = uploaded_job(media.make_media(media_files, "mkv_vp9_opus"))
+    storage.delete(storage.SOURCES, job.source_file_id)
+    assert job_convert(job_id=str(job.id)) == "failed"
+    job.refresh_from_db()
+    assert job.error == "The uploaded file is no longer stored; upload it again."
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"cover": "false"}, {"normalize": "true"}], ids=["default", "no-cover", "loudnorm"]
+)
+def test_a_legacy_job_with_only_its_video_stored_converts_with_every_option(
+    mongodb, rabbitmq, media_files, tmp_path, options
+):
+    """Jobs queued before the audio source (#13) name only their video: they still convert, cover included."""
+    path = media.make_media(media_files, "mp4_h264_aac_moov_end")
+    job = queued_job(path)
+    Job.objects.filter(id=job.id).update(
+        video_codec="h264",
+        audio_streams=[{"codec": "aac", "channels": 1, "sample_rate": 44100, "language": None, "default": True}],
+        options=conversion_options.parse_options(options, default_bitrate=192).canonical(),
+    )
+    assert job_convert(job_id=str(job.id)) == "done"
+    job.refresh_from_db()
+    storage.copy_to_path(storage.MP3S, job.mp3_file_id, tmp_path / "out.mp3")
+    covers = audio_checks.id3(tmp_path / "out.mp3").getall("APIC")
+    assert bool(covers) is (options.get("cover") != "false")

@@ -96,7 +96,7 @@ def test_every_input_kind_becomes_a_valid_mp3_with_one_email(workers, alice, med
         assert job.status == Job.Status.DONE, (kind, job.error)
         assert seen[-1] == "done" and set(seen) <= {"queued", "converting", "done"}, seen
         assert job.progress == 100 and job.started_at <= job.finished_at <= job.notified_at
-        assert job.video_file_id == ""  # the source is discarded after success
+        assert job.video_file_id == "" and job.source_file_id  # the video never stored; its audio kept
 
         download = alice.get("/download", {"fid": job.mp3_file_id})
         assert download.status_code == 200 and download["Content-Type"] == "audio/mpeg"
@@ -132,19 +132,14 @@ def test_no_audio_upload_is_refused_and_a_media_failure_fails_the_job(workers, a
     job = wait_for_job(response.json()["id"], lambda j: j.status in ("failed", "done"))
     assert job.status == "failed" and job.error.endswith(".") and "Traceback" not in job.error
     assert job.attempts == 1  # a media error is not retried
-    assert stored_file_count(storage.VIDEOS) > 0  # kept, so it can be retried
+    assert storage.file_exists(storage.SOURCES, job.source_file_id)  # kept, so it can be retried
 
 
 def test_retry_of_a_failed_job_converts_it(workers, alice, media_files):
     job_id = _upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
     wait_for_job(job_id, lambda j: j.status == "done" and j.notified_at)
-    # Make it look failed with its source still stored, as a failure would have left it.
-    job = Job.objects.get(id=job_id)
-    path = media.make_media(media_files, "wav_pcm")
-    stored = storage.save_path(storage.VIDEOS, path, filename="again.wav", content_type="audio/wav")
-    Job.objects.filter(id=job_id).update(
-        status="failed", error="It failed.", video_file_id=stored.file_id, notified_at=None
-    )
+    # Make it look failed, as a failure would have left it: its audio source is still stored.
+    Job.objects.filter(id=job_id).update(status="failed", error="It failed.", notified_at=None)
     response = alice.post(f"/api/jobs/{job_id}/retry/")
     assert response.status_code == 202 and response.json()["status"] == "queued"
     job = wait_for_job(job_id, lambda j: j.status == "done" and j.notified_at)
@@ -192,7 +187,7 @@ def test_delete_of_a_done_job_and_of_a_converting_one(workers, alice, media_file
     time.sleep(3)  # the converter notices within a second, stops ffmpeg and stores nothing
     job = Job.objects.get(id=converting_id)
     assert job.status == "cancelled" and job.mp3_file_id == ""
-    assert stored_file_count(storage.MP3S) == 0 and stored_file_count(storage.VIDEOS) == 0
+    assert stored_file_count(storage.MP3S) == 0 and stored_file_count(storage.SOURCES) == 0
     assert alice.delete(f"/api/jobs/{converting_id}/").status_code == 204
     # The converter is still alive and takes the next job.
     next_id = _upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]

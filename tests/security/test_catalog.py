@@ -106,6 +106,7 @@ def _state() -> dict:
     return {
         "jobs": sorted((str(job.id), job.status, job.error) for job in Job.objects.all()),
         "videos": stored_file_count(storage.VIDEOS),
+        "sources": stored_file_count(storage.SOURCES),
         "mp3s": stored_file_count(storage.MP3S),
         "queued": broker.queue_depth(broker.VIDEO),
     }
@@ -276,9 +277,9 @@ CATALOG = [
     Case("other-users-fid", 404, lambda w, _: w.alice.get("/download", {"fid": w.bob_done.mp3_file_id})),
     Case("unknown-job-id", 404, lambda w, _: w.alice.get(f"/api/jobs/{uuid.uuid4()}/")),
     Case(
-        "video-file-id-as-fid",
+        "source-file-id-as-fid",
         404,
-        lambda w, job: w.alice.get("/download", {"fid": job.video_file_id}),
+        lambda w, job: w.alice.get("/download", {"fid": job.source_file_id}),
         prepare=_alice_job,
     ),
     Case(
@@ -382,7 +383,7 @@ def test_hostile_file_names_are_display_text_and_never_reach_a_header(world, nam
     assert response.status_code == 202, response.content
     job = Job.objects.get(id=response.json()["id"])
     assert response.json()["filename"] == job.original_filename == shown
-    with storage.open_file(storage.VIDEOS, job.video_file_id) as stored:
+    with storage.open_file(storage.SOURCES, job.source_file_id) as stored:
         assert stored.filename == shown  # GridFS holds the display name too, never a path
     assert job_convert(job_id=str(job.id)) == "done"
     download = world.alice.get(f"/api/jobs/{job.id}/mp3")

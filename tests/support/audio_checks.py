@@ -68,6 +68,18 @@ def audio_packets_md5(path: Path, *, stream: str = "0:a:0") -> str:
     return result.stdout.strip()
 
 
+def decoded_audio_md5(path: Path, *, stream: str = "0:a:0") -> str:
+    """MD5 over the decoded samples: equal means the same audio, whatever container or codec holds it."""
+    result = subprocess.run(
+        [_FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", stream, "-f", "md5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return result.stdout.strip()
+
+
 def id3(path: Path):
     from mutagen.id3 import ID3
 

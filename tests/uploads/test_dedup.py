@@ -104,15 +104,22 @@ def test_a_reused_job_after_the_first_was_deleted_reuses_nothing_and_converts(al
     assert again["status"] == "queued" and again["reused_from"] is None
 
 
-def test_quotas_count_a_shared_mp3_once(alice, media_files):
+def test_quotas_count_a_shared_mp3_and_audio_source_once(alice, media_files):
     path = media.make_media(media_files, "mp4_faststart")
     first = converted(alice, path)
-    owner = Job.objects.get(id=first["id"]).owner
-    alone = selectors.user_stored_bytes(user=owner)
+    job = Job.objects.get(id=first["id"])
+    alone = selectors.user_stored_bytes(user=job.owner)
+    stored = (storage.SOURCES, storage.MP3S)
+    files_before = [stored_files_and_orphan_chunks(bucket) for bucket in stored]
     upload(alice, path)
     upload(alice, path)
-    assert Job.objects.filter(owner=owner).count() == 3
-    assert selectors.user_stored_bytes(user=owner) == alone == first["mp3_size"]
+    assert Job.objects.filter(owner=job.owner).count() == 3
+    assert alone == job.mp3_size + job.source_size + job.cover_size
+    assert selectors.user_stored_bytes(user=job.owner) == alone
+    # A re-upload stores nothing of its own: it shares the first job's MP3, audio source and cover.
+    assert [stored_files_and_orphan_chunks(bucket) for bucket in stored] == files_before
+    reused = Job.objects.exclude(id=job.id).first()
+    assert (reused.source_file_id, reused.cover_file_id) == (job.source_file_id, job.cover_file_id)
 
 
 def test_retention_expiring_the_first_job_keeps_the_mp3_of_a_later_reuse(alice, media_files, settings):
@@ -131,4 +138,5 @@ def test_retention_expiring_the_first_job_keeps_the_mp3_of_a_later_reuse(alice, 
     assert download(alice, second["id"])  # still there
     Job.objects.filter(id=second["id"]).update(finished_at=timezone.now() - timedelta(days=8))
     services.jobs_expire()
-    assert stored_files_and_orphan_chunks(storage.MP3S) == (0, 0)
+    for bucket in (storage.SOURCES, storage.MP3S):
+        assert stored_files_and_orphan_chunks(bucket) == (0, 0)

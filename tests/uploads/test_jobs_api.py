@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from tests.factories import user_create
-from tests.support import media
+from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
 from uploads import storage
 from uploads.models import Job
@@ -23,13 +23,13 @@ def upload(client, path, *, field="file", url="/api/jobs/"):
 
 def assert_nothing_stored():
     assert Job.objects.count() == 0
-    # Neither a file nor the chunks written while the upload arrived (uploads.upload_handlers).
-    assert stored_files_and_orphan_chunks(storage.VIDEOS) == (0, 0)
+    for bucket in (storage.VIDEOS, storage.SOURCES, storage.MP3S):
+        assert stored_files_and_orphan_chunks(bucket) == (0, 0), bucket
     assert broker.queue_depth(broker.VIDEO) == 0
 
 
-def test_upload_stores_the_video_and_queues_the_job(alice, media_files):
-    path = media.make_media(media_files, "mp4_h264_aac_moov_end")
+def test_upload_stores_its_audio_and_cover_not_the_video_and_queues_the_job(alice, media_files, tmp_path):
+    path = media.make_media(media_files, "mp4_h264_aac_moov_end", seconds=20.0)
     response = upload(alice, path)
     assert response.status_code == 202, response.content
     body = response.json()
@@ -38,9 +38,16 @@ def test_upload_stores_the_video_and_queues_the_job(alice, media_files):
     assert body["mp3_file_id"] == "" and body["links"]["mp3"] is None
     job = Job.objects.get(id=body["id"])
     assert job.owner == alice.user and job.audio_codec == "aac" and job.video_codec == "h264"
-    assert abs(job.duration - 3.0) < 0.2
-    with storage.open_file(storage.VIDEOS, job.video_file_id) as stored:
-        assert stored.length == path.stat().st_size == job.size
+    assert abs(job.duration - 20.0) < 0.2 and job.size == path.stat().st_size
+    assert job.video_file_id == "" and stored_file_count(storage.VIDEOS) == 0
+    # The audio, stream-copied: a fraction of the upload, decoding to exactly the upload's samples.
+    source = tmp_path / "source"
+    assert storage.copy_to_path(storage.SOURCES, job.source_file_id, source) == job.source_size
+    assert job.source_size < job.size / 3
+    assert audio_checks.decoded_audio_md5(source) == audio_checks.decoded_audio_md5(path)
+    cover = tmp_path / "cover.jpg"
+    assert storage.copy_to_path(storage.SOURCES, job.cover_file_id, cover) == job.cover_size
+    assert audio_checks.image_size(cover.read_bytes(), tmp_path) == (160, 120)
     assert broker.queue_depth(broker.VIDEO) == 1
 
 
@@ -172,11 +179,11 @@ def test_unknown_ids_are_404(alice):
 
 
 def test_delete_of_a_queued_job_removes_its_files(alice, media_files):
-    job_id = upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
-    assert stored_file_count(storage.VIDEOS) > 0
+    job_id = upload(alice, media.make_media(media_files, "mp4_faststart")).json()["id"]
+    assert stored_files_and_orphan_chunks(storage.SOURCES) == (2, 0)  # the audio and the cover
     assert alice.delete(f"/api/jobs/{job_id}/").status_code == 204
     assert not Job.objects.filter(id=job_id).exists()
-    assert stored_file_count(storage.VIDEOS) == 0
+    assert stored_files_and_orphan_chunks(storage.SOURCES) == (0, 0)
 
 
 def test_unauthenticated_requests_are_401(mongodb, rabbitmq):

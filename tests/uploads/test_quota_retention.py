@@ -15,7 +15,7 @@ from conversion.management.commands.run_converter import Command as ConverterCom
 from conversion.services import job_convert
 from tests.factories import user_create
 from tests.support import media
-from tests.support.pipeline import stored_file_count
+from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
 from uploads import selectors, services, storage
 from uploads.models import Job
 
@@ -33,15 +33,18 @@ def converted(client, path) -> Job:
     return Job.objects.get(id=job_id)
 
 
-def test_stored_bytes_count_videos_and_mp3s_still_stored(alice, media_files):
-    wav = media.make_media(media_files, "wav_pcm")
+def test_stored_bytes_count_what_is_stored_not_what_was_uploaded(alice, media_files):
+    video = media.make_media(media_files, "mp4_h264_aac_moov_end", seconds=20.0)
     assert selectors.user_stored_bytes(user=alice.user) == 0
-    queued = Job.objects.get(id=upload(alice, wav).json()["id"])
-    assert selectors.user_stored_bytes(user=alice.user) == wav.stat().st_size == queued.size
-    done = converted(alice, wav)  # its video is discarded after conversion, its MP3 counts
-    assert selectors.user_stored_bytes(user=alice.user) == queued.size + done.mp3_size
+    queued = Job.objects.get(id=upload(alice, video).json()["id"])
+    kept = queued.source_size + queued.cover_size  # the extracted audio and the cover frame
+    assert selectors.user_stored_bytes(user=alice.user) == kept
+    assert kept == _bytes_in(storage.SOURCES) < queued.size / 3
+    done = converted(alice, media.make_media(media_files, "wav_pcm"))  # an audio file is its own source
+    assert done.source_size == done.size and done.cover_file_id == ""
+    assert selectors.user_stored_bytes(user=alice.user) == kept + done.size + done.mp3_size
     alice.delete(f"/api/jobs/{queued.id}/")
-    assert selectors.user_stored_bytes(user=alice.user) == done.mp3_size
+    assert selectors.user_stored_bytes(user=alice.user) == done.size + done.mp3_size
     other = user_create(email="bob@example.com")
     assert selectors.user_stored_bytes(user=other) == 0
 
@@ -49,23 +52,28 @@ def test_stored_bytes_count_videos_and_mp3s_still_stored(alice, media_files):
 def test_storage_quota_refuses_with_429_a_sentence_and_retry_after(alice, media_files, settings):
     wav = media.make_media(media_files, "wav_pcm")
     done = converted(alice, wav)
-    settings.QUOTA_BYTES_PER_USER = done.mp3_size + wav.stat().st_size - 1
-    response = upload(alice, wav)
+    settings.QUOTA_BYTES_PER_USER = done.mp3_size + 2 * wav.stat().st_size - 1
+    response = upload(alice, media.make_media(media_files, "wav_pcm", seconds=3.5))
     assert response.status_code == 429
     body = response.json()
     assert body["code"] == "storage_quota_exceeded" and "storage limit" in body["detail"]
     # Retry-After: when retention frees Alice's oldest file (7 days after it finished).
     assert 6 * 86400 < int(response["Retry-After"]) <= 7 * 86400
-    assert Job.objects.count() == 1 and stored_file_count(storage.VIDEOS) == 0
+    assert Job.objects.count() == 1 and stored_files_and_orphan_chunks(storage.SOURCES) == (
+        1,
+        0,
+    )  # only the first job's
     # Deleting a job makes room at once.
     assert alice.delete(f"/api/jobs/{done.id}/").status_code == 204
     assert upload(alice, wav).status_code == 202
 
 
-def test_an_upload_over_the_quota_is_refused_before_its_body_is_read(alice, settings):
-    """The body streams into GridFS as it arrives, so the limit is checked on Content-Length first: a body
-    that could not even be parsed still answers 429, not the 400 of a broken multipart body."""
-    settings.QUOTA_BYTES_PER_USER = 1024
+def test_an_upload_from_a_user_at_the_quota_is_refused_before_its_body_is_read(alice, media_files, settings):
+    """A user whose files already fill the quota is refused on the headers: a body that could not even
+    be parsed still answers 429, not the 400 of a broken multipart body."""
+    done = converted(alice, media.make_media(media_files, "wav_pcm"))
+    settings.QUOTA_BYTES_PER_USER = selectors.user_stored_bytes(user=alice.user)
+    assert done.mp3_size
     response = alice.generic(
         "POST",
         "/api/jobs/",
@@ -73,7 +81,15 @@ def test_an_upload_over_the_quota_is_refused_before_its_body_is_read(alice, sett
         content_type="multipart/form-data; boundary=abc",
     )
     assert response.status_code == 429 and response.json()["code"] == "storage_quota_exceeded"
-    assert stored_file_count(storage.VIDEOS) == 0
+    assert stored_file_count(storage.VIDEOS) == 0 and stored_files_and_orphan_chunks(storage.SOURCES) == (1, 0)
+
+
+def test_an_upload_whose_audio_fits_the_quota_is_accepted_however_large_the_video(alice, media_files, settings):
+    video = media.make_media(media_files, "mp4_h264_aac_moov_end", seconds=20.0)
+    settings.QUOTA_BYTES_PER_USER = video.stat().st_size // 2
+    response = upload(alice, video)
+    assert response.status_code == 202, response.content
+    assert selectors.user_stored_bytes(user=alice.user) < settings.QUOTA_BYTES_PER_USER
 
 
 def test_jobs_in_progress_quota_applies_to_uploads_and_retries(alice, media_files, settings):
@@ -120,10 +136,10 @@ def _age(job: Job, days: float) -> None:
 
 
 def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sentence(alice, media_files, settings):
-    settings.KEEP_SOURCE_VIDEOS = True  # so the old job holds a video and an MP3
+    settings.KEEP_SOURCE_VIDEOS = True  # so the old job holds a video, its audio, its cover and an MP3
     # Three different files: the same one again would reuse the first MP3 (dedup) instead of converting.
-    old = converted(alice, media.make_media(media_files, "wav_pcm"))
-    recent = converted(alice, media.make_media(media_files, "wav_pcm", seconds=4.0))
+    old = converted(alice, media.make_media(media_files, "mp4_faststart"))
+    recent = converted(alice, media.make_media(media_files, "mp4_faststart", seconds=4.0))
     failed_old = Job.objects.get(id=upload(alice, media.make_media(media_files, "wav_pcm", seconds=5.0)).json()["id"])
     Job.objects.filter(id=failed_old.id).update(status=Job.Status.FAILED, error="x", finished_at=timezone.now())
     _age(old, 7.5)
@@ -133,10 +149,13 @@ def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sente
     call_command("purge_expired", stdout=output)
     assert "expired 2 job(s)" in output.getvalue()
     old.refresh_from_db()
-    assert old.status == Job.Status.EXPIRED and old.video_file_id == "" and old.mp3_file_id == ""
+    assert old.status == Job.Status.EXPIRED and old.mp3_file_id == ""
+    assert old.video_file_id == old.source_file_id == old.cover_file_id == ""
     assert "deleted" in old.error and "7 days" in old.error and old.error.endswith(".")
     assert not storage.file_exists(storage.MP3S, services.mp3_file_id_for(old.id))
-    assert stored_file_count(storage.VIDEOS) > 0 and storage.file_exists(storage.VIDEOS, recent.video_file_id)
+    assert stored_files_and_orphan_chunks(storage.VIDEOS) == (1, 0)
+    assert storage.file_exists(storage.VIDEOS, recent.video_file_id)
+    assert stored_files_and_orphan_chunks(storage.SOURCES) == (2, 0)  # recent's audio and cover
     assert Job.objects.get(id=failed_old.id).status == Job.Status.EXPIRED
     assert Job.objects.get(id=recent.id).status == Job.Status.DONE
     assert storage.file_exists(storage.MP3S, recent.mp3_file_id)
@@ -144,7 +163,9 @@ def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sente
     download = alice.get(f"/api/jobs/{old.id}/mp3")
     assert download.status_code == 409 and download.json()["detail"] == old.error
     assert alice.get("/download", {"fid": services.mp3_file_id_for(old.id)}).status_code == 404
-    assert selectors.user_stored_bytes(user=alice.user) == recent.mp3_size + recent.size
+    assert selectors.user_stored_bytes(user=alice.user) == (
+        recent.mp3_size + recent.size + recent.source_size + recent.cover_size
+    )
     # A second run finds nothing more to do.
     assert services.jobs_expire() == {"expired": 0, "files_deleted": 0}
 
@@ -188,12 +209,13 @@ def test_two_parallel_uploads_cannot_both_squeeze_under_the_limit(alice, media_f
         thread.join()
     assert sorted(statuses) == [202, 429]
     assert Job.objects.count() == 1
-    assert _video_files() == 1  # the refused upload's video was deleted again
+    assert stored_files_and_orphan_chunks(storage.SOURCES) == (1, 0)  # the refused upload's audio was deleted again
 
 
-def _video_files() -> int:
+def _bytes_in(bucket: str) -> int:
     import pymongo
     from django.conf import settings as django_settings
 
     with pymongo.MongoClient(django_settings.MONGODB_URI) as client:
-        return client[django_settings.MONGODB_DB]["videos.files"].count_documents({})
+        files = client[django_settings.MONGODB_DB][f"{bucket}.files"]
+        return sum(document["length"] for document in files.find({}, {"length": 1}))
