@@ -26,6 +26,7 @@ from uploads import selectors as job_selectors
 from uploads import services as job_services
 from uploads import storage
 from videomp3 import broker, failpoints
+from videomp3.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
 
@@ -198,31 +199,38 @@ def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str
 def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event) -> str:
     watch = _CancelWatch(job.id, lease, hand_back)
     mp3_id = job_services.mp3_file_id_for(job.id)
+    # queue: from the upload's commit to this claim.
+    timer = PhaseTimer(queue=max(0.0, (job.started_at - job.created_at).total_seconds()))
     try:
         with tempfile.TemporaryDirectory(prefix="videomp3-", dir=settings.CONVERSION_TEMP_DIR) as workdir:
             destination = Path(workdir) / "audio.mp3"
             failpoints.reached("reading", job.id)
-            source = _download_source(job, Path(workdir))
+            with timer.phase("download"):
+                source = _download_source(job, Path(workdir))
             failpoints.reached("converting", job.id)
             limits = _limits_for(job)
-            loudness = _measure_loudness(job, owner, source, should_cancel=watch, limits=limits)
+            with timer.phase("loudness"):
+                loudness = _measure_loudness(job, owner, source, should_cancel=watch, limits=limits)
             encoding = _encoding_for(job, loudness=loudness)
-            cover = _cover(job, encoding, source, Path(workdir), limits=limits)
-            ffmpeg.convert_to_mp3(
-                source,
-                destination,
-                duration=job.duration,
-                options=encoding,
-                cover=cover,
-                on_progress=_progress_recorder(job.id, owner),
-                should_cancel=watch,
-                limits=limits,
-            )
-            mp3_duration = ffmpeg.media_duration(destination)
+            with timer.phase("download"):
+                cover = _cover(job, encoding, source, Path(workdir), limits=limits)
+            with timer.phase("encode"):
+                ffmpeg.convert_to_mp3(
+                    source,
+                    destination,
+                    duration=job.duration,
+                    options=encoding,
+                    cover=cover,
+                    on_progress=_progress_recorder(job.id, owner),
+                    should_cancel=watch,
+                    limits=limits,
+                )
+                mp3_duration = ffmpeg.media_duration(destination)
             failpoints.reached("writing", job.id)
-            stored = storage.save_path(
-                storage.MP3S, destination, filename=job.mp3_filename, content_type="audio/mpeg", file_id=mp3_id
-            )
+            with timer.phase("store"):
+                stored = storage.save_path(
+                    storage.MP3S, destination, filename=job.mp3_filename, content_type="audio/mpeg", file_id=mp3_id
+                )
     except ffmpeg.FfmpegCancelled:
         if watch.job_cancelled or lease.lost.is_set():
             logger.info("job %s was cancelled or taken over while converting", job.id)
@@ -244,6 +252,7 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
         storage.delete(storage.MP3S, mp3_id)  # cancelled or taken over while the MP3 was being stored
         return "cancelled"
     failpoints.reached("committed", job.id)
+    logger.info("conversion timings job=%s %s", job.id, timer.summary())
     job.refresh_from_db()
     job_services.job_source_video_discard(job=job)
     logger.info("job %s done: %d bytes of MP3", job.id, stored.size)

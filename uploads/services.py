@@ -24,6 +24,7 @@ from conversion import options as conversion_options
 from uploads import selectors, storage
 from uploads.models import Job
 from videomp3 import broker
+from videomp3.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,13 @@ def _extraction_limits(info: ffmpeg.MediaInfo) -> ffmpeg.ChildLimits:
 
 
 def _store_for_conversion(
-    path: str, info: ffmpeg.MediaInfo, options: conversion_options.JobOptions, *, filename: str, metadata: dict
+    path: str,
+    info: ffmpeg.MediaInfo,
+    options: conversion_options.JobOptions,
+    *,
+    filename: str,
+    metadata: dict,
+    timer: PhaseTimer,
 ) -> dict:
     """Take out of the upload what a conversion needs and store it: the Job fields naming the files.
 
@@ -169,7 +176,8 @@ def _store_for_conversion(
     stored: list[tuple[str, str]] = []
 
     def save(bucket: str, local: str | Path, *, name: str, content_type: str) -> storage.StoredFile:
-        kept = storage.save_path(bucket, local, filename=name, content_type=content_type, metadata=metadata)
+        with timer.phase("store"):
+            kept = storage.save_path(bucket, local, filename=name, content_type=content_type, metadata=metadata)
         stored.append((bucket, kept.file_id))
         return kept
 
@@ -181,14 +189,18 @@ def _store_for_conversion(
             if info.video_codecs:
                 audio_format = ffmpeg.audio_source_format(info.container)
                 extracted = Path(workdir) / f"audio{ffmpeg.AUDIO_SOURCE_SUFFIXES[audio_format]}"
-                if ffmpeg.extract_audio(path, extracted, container=info.container, limits=limits):
+                with timer.phase("extract"):
+                    copied = ffmpeg.extract_audio(path, extracted, container=info.container, limits=limits)
+                if copied:
                     source, source_type = extracted, f"audio/x-{audio_format}"
                     source_name = stem + extracted.suffix
                 else:
                     logger.info("%s: no container carries its audio as is; the upload is its own source", filename)
                 cover = Path(workdir) / "cover.jpg"
                 at = conversion_options.cover_grab_time(options, duration=info.duration)
-                if ffmpeg.grab_frame(path, cover, at=at, limits=limits):
+                with timer.phase("cover"):
+                    grabbed = ffmpeg.grab_frame(path, cover, at=at, limits=limits)
+                if grabbed:
                     kept = save(storage.SOURCES, cover, name=f"{stem}.jpg", content_type="image/jpeg")
                     fields.update(cover_file_id=kept.file_id, cover_size=kept.size)
             kept = save(storage.SOURCES, source, name=source_name, content_type=source_type)
@@ -229,10 +241,13 @@ def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOp
     quota_check(owner=owner, incoming=1)  # the exact check, on what is stored, comes under a lock below
     options_key = options.key()
     filename = display_filename(upload.name)
+    timer = PhaseTimer(receive=getattr(upload, "receive_seconds", 0.0), hash=getattr(upload, "hash_seconds", 0.0))
     with _local_path(upload) as path:
-        sha256 = _content_sha256(upload, path)
+        with timer.phase("hash"):
+            sha256 = _content_sha256(upload, path)
         try:
-            info = ffmpeg.probe(path)
+            with timer.phase("probe"):
+                info = ffmpeg.probe(path)
         except ffmpeg.MediaError as exc:
             raise UploadRejected(422, str(exc), exc.code) from None
         try:
@@ -256,19 +271,21 @@ def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOp
             "options": options.canonical(),
             "options_key": options_key,
         }
+        store = partial(_store_for_conversion_or_refuse, path, info, options, filename=filename, metadata=metadata)
         files: dict | None = None
         if not _reusable_job_exists(owner=owner, content_sha256=sha256, options_key=options_key):
-            files = _store_for_conversion_or_refuse(path, info, options, filename=filename, metadata=metadata)
-        job = _job_insert(row, files=files)
-        if job is None:  # the done job dedup would have reused was deleted meanwhile: convert after all
-            files = _store_for_conversion_or_refuse(path, info, options, filename=filename, metadata=metadata)
+            files = store(timer=timer)
+        with timer.phase("commit"):
             job = _job_insert(row, files=files)
+        if job is None:  # the done job dedup would have reused was deleted meanwhile: convert after all
+            job = _job_insert(row, files=store(timer=timer))
+    logger.info("upload timings job=%s %s", job.id, timer.summary())
     return job
 
 
-def _store_for_conversion_or_refuse(path, info, options, *, filename: str, metadata: dict) -> dict:
+def _store_for_conversion_or_refuse(*args, **kwargs) -> dict:
     try:
-        return _store_for_conversion(path, info, options, filename=filename, metadata=metadata)
+        return _store_for_conversion(*args, **kwargs)
     except ffmpeg.MediaError as exc:
         raise UploadRejected(422, str(exc), exc.code) from None
 

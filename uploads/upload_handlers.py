@@ -8,6 +8,7 @@ second read of the file.
 """
 
 import hashlib
+import time
 
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
@@ -27,22 +28,29 @@ class UploadTooLarge(APIException):
 class SizeLimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     """Stops reading as soon as a file passes the limit, even when the client sent no Content-Length.
 
-    The finished file carries `content_sha256`, the hex SHA-256 of its bytes."""
+    The finished file carries `content_sha256`, the hex SHA-256 of its bytes, and `receive_seconds` and
+    `hash_seconds`: how long its body took to arrive and be spooled, and the part of that spent hashing."""
 
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
         self.received = 0
         self.digest = hashlib.sha256()
+        self.started = time.perf_counter()
+        self.hash_seconds = 0.0
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
         if self.received > settings.MAX_UPLOAD_SIZE:
             self.file.close()  # the temp file is deleted on close
             raise UploadTooLarge()
+        hashing_since = time.perf_counter()
         self.digest.update(raw_data)
+        self.hash_seconds += time.perf_counter() - hashing_since
         return super().receive_data_chunk(raw_data, start)
 
     def file_complete(self, file_size):
         uploaded = super().file_complete(file_size)
         uploaded.content_sha256 = self.digest.hexdigest()
+        uploaded.hash_seconds = self.hash_seconds
+        uploaded.receive_seconds = time.perf_counter() - self.started - self.hash_seconds
         return uploaded
