@@ -182,6 +182,8 @@ def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str
     A set `hand_back` (the worker is shutting down) stops ffmpeg and queues the job again.
     """
     hand_back = hand_back or threading.Event()
+    if job_selectors.job_id_parse(job_id) is None:  # can never name a job: dead-lettered once, not retried
+        raise broker.RejectMessage(f"job_id {str(job_id)[:64]!r} is not a UUID")
     owner = uuid.uuid4().hex
     job = job_services.job_claim_for_conversion(job_id=job_id, lease_owner=owner)
     if job is None:
@@ -198,7 +200,7 @@ def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str
 
 def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event) -> str:
     watch = _CancelWatch(job.id, lease, hand_back)
-    mp3_id = job_services.mp3_file_id_for(job.id)
+    mp3_id = job_services.mp3_file_id_for(job.id, attempt=owner)
     # queue: from the upload's commit to this claim.
     timer = PhaseTimer(queue=max(0.0, (job.started_at - job.created_at).total_seconds()))
     try:
@@ -229,7 +231,12 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
             failpoints.reached("writing", job.id)
             with timer.phase("store"):
                 stored = storage.save_path(
-                    storage.MP3S, destination, filename=job.mp3_filename, content_type="audio/mpeg", file_id=mp3_id
+                    storage.MP3S,
+                    destination,
+                    filename=job.mp3_filename,
+                    content_type="audio/mpeg",
+                    file_id=mp3_id,
+                    metadata=job_services.mp3_metadata(job.id, attempt=owner),
                 )
     except ffmpeg.FfmpegCancelled:
         if watch.job_cancelled or lease.lost.is_set():
@@ -249,10 +256,12 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
     except storage.StorageError as exc:
         return job_services.job_retry_later(job_id=job.id, lease_owner=owner, reason=str(exc))
     if not job_services.job_mark_done(job_id=job.id, lease_owner=owner, mp3=stored, mp3_duration=mp3_duration):
-        storage.delete(storage.MP3S, mp3_id)  # cancelled or taken over while the MP3 was being stored
+        storage.delete(storage.MP3S, mp3_id)  # only this attempt's own file
+        logger.info("job %s was cancelled or taken over while its MP3 was stored; this attempt's MP3 removed", job.id)
         return "cancelled"
     failpoints.reached("committed", job.id)
     logger.info("conversion timings job=%s %s", job.id, timer.summary())
+    job_services.job_other_attempts_discard(job_id=job.id, kept_mp3_id=mp3_id)
     job.refresh_from_db()
     job_services.job_source_video_discard(job=job)
     logger.info("job %s done: %d bytes of MP3", job.id, stored.size)

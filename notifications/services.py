@@ -24,6 +24,8 @@ def job_page_url(job_id) -> str:
 
 def job_notify(*, job_id: str) -> bool:
     """Email the owner that the MP3 is ready; False when there is nothing to send (sent, not done, or being sent)."""
+    if job_selectors.job_id_parse(job_id) is None:  # can never name a job: dead-lettered once, not retried
+        raise broker.RejectMessage(f"job_id {str(job_id)[:64]!r} is not a UUID")
     job = job_services.job_claim_notification(job_id=job_id, seconds=settings.NOTIFY_CLAIM_SECONDS)
     if job is None:
         if job_selectors.job_get(job_id=job_id) is None:

@@ -256,9 +256,10 @@ class OriginalUploadApi(APIView):
         return _create_job_response(request, upload, created_status=status.HTTP_200_OK)
 
 
-# What a fid can look like: an MP3's id (mp3-<job uuid>), or a GridFS ObjectId as the original system used.
+# What a fid can look like: an MP3's id (mp3-<job uuid>-<attempt>, or mp3-<job uuid> before attempt ids),
+# or a GridFS ObjectId as the original system used.
 _WELL_FORMED_FID = re.compile(
-    r"mp3-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{24}"
+    r"mp3-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(-[0-9a-f]{12})?|[0-9a-fA-F]{24}"
 )
 
 
@@ -280,7 +281,9 @@ class OriginalDownloadApi(APIView):
             return error(400, "fid is required: GET /download?fid=<mp3_file_id of a done job>.", code="missing_fid")
         if not _WELL_FORMED_FID.fullmatch(file_id):
             return error(
-                400, "This fid is malformed; use the mp3_file_id of a done job (mp3-<job id>).", code="malformed_id"
+                400,
+                "This fid is malformed; use the mp3_file_id of a done job (mp3-<job id>-<attempt>).",
+                code="malformed_id",
             )
         job = selectors.job_get_by_mp3_file_id_for_user(user=request.user, file_id=file_id)
         if job is None:

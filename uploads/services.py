@@ -15,7 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.services import user_lock
@@ -369,21 +370,39 @@ def too_large_sentence() -> str:
     return f"The file is larger than this server's limit of {human}; trim or compress it and try again."
 
 
-def mp3_file_id_for(job_id) -> str:
-    """The MP3's GridFS id is derived from the job, so a retried conversion replaces rather than adds."""
-    return f"mp3-{job_id}"
+def mp3_file_id_for(job_id, *, attempt: str) -> str:
+    """Each conversion attempt stores its MP3 under an id of its own (the job's and the attempt's). Only
+    the attempt that marks the job done points the job at its file; one that lost the job meanwhile
+    (paused, partitioned, recovered by the sweeper) can only ever delete its own."""
+    return f"mp3-{job_id}-{attempt[:12]}"
 
 
-def _publish_video_message(job_id) -> None:
+def mp3_metadata(job_id, *, attempt: str) -> dict:
+    """What an attempt's MP3 carries in GridFS, so cleanup can tell a running attempt's file."""
+    return {"job_id": str(job_id), "attempt": attempt}
+
+
+def job_other_attempts_discard(*, job_id, kept_mp3_id: str) -> None:
+    """The job is done with kept_mp3_id: remove what its earlier attempts left (a partial MP3 of a killed
+    converter). An attempt still running elsewhere (woken from a pause) removes its own file anyway."""
+    for file_id in storage.file_ids_with_prefix(storage.MP3S, f"mp3-{job_id}") - {kept_mp3_id}:
+        if not Job.objects.filter(mp3_file_id=file_id).exists():
+            storage.delete(storage.MP3S, file_id)
+
+
+def _publish_video_message(job_id, *, claimed: bool = False) -> None:
     """Publish the job's `video` message and record the broker's confirm.
 
     A broker outage must not fail a committed upload: the job stays queued with no
-    published_at, and the sweeper publishes it once the broker is back.
+    published_at, and the sweeper publishes it once the broker is back. (`claimed`: the sweeper set
+    published_at to claim this publish; it is cleared again when the publish fails.)
     """
     try:
         broker.publish(broker.VIDEO, str(job_id))
     except broker.BrokerError as exc:
         logger.warning("job %s stays queued until the broker is back: %s", job_id, exc)
+        if claimed:
+            Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(published_at=None)
         return
     Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(published_at=timezone.now())
 
@@ -401,8 +420,21 @@ def job_queue_on_commit(job_id) -> None:
     transaction.on_commit(partial(_publish_video_message, job_id))
 
 
+class DatabaseNow(Now):
+    """The database server's clock, in UTC. Leases and claims are set and judged by this one clock, so
+    converters whose host clocks disagree, or a paused VM whose clock jumps, cannot misjudge a lease."""
+
+    def as_mysql(self, compiler, connection, **extra_context):
+        # CURRENT_TIMESTAMP is in the session's time zone; Django stores UTC.
+        return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)
+
+
+def _database_now_plus(seconds: float):
+    return ExpressionWrapper(DatabaseNow() + timedelta(seconds=seconds), output_field=DateTimeField())
+
+
 def _lease_until():
-    return timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    return _database_now_plus(settings.JOB_LEASE_SECONDS)
 
 
 def job_claim_for_conversion(*, job_id, lease_owner: str) -> Job | None:
@@ -433,7 +465,12 @@ def job_release(*, job_id, lease_owner: str) -> None:
     """converting -> queued at once: the worker hands the job back (shutdown)."""
     with transaction.atomic():
         released = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
-            status=Job.Status.QUEUED, progress=0, lease_owner="", lease_expires_at=None, published_at=None
+            status=Job.Status.QUEUED,
+            progress=0,
+            lease_owner="",
+            lease_expires_at=None,
+            published_at=None,
+            updated_at=DatabaseNow(),
         )
         if released:
             job_queue_on_commit(job_id)
@@ -461,7 +498,8 @@ def job_retry_later(*, job_id, lease_owner: str, reason: str) -> str:
         lease_expires_at=None,
         published_at=None,
         transient_failures=failures,
-        retry_at=timezone.now() + timedelta(seconds=delay),
+        retry_at=_database_now_plus(delay),
+        updated_at=DatabaseNow(),
     )
     logger.warning("job %s will be retried in %d s: %s", job_id, delay, reason)
     return "retrying"
@@ -519,9 +557,9 @@ def jobs_sweep() -> dict[str, int]:
     now = timezone.now()
     counts = {"recovered": 0, "failed": 0, "published": 0, "notifications": 0}
 
-    for job in Job.objects.filter(status=Job.Status.CONVERTING, lease_expires_at__lt=now):
+    for job in Job.objects.filter(status=Job.Status.CONVERTING, lease_expires_at__lt=DatabaseNow()):
         dead_attempt = Job.objects.filter(
-            id=job.id, status=Job.Status.CONVERTING, lease_owner=job.lease_owner, lease_expires_at__lt=now
+            id=job.id, status=Job.Status.CONVERTING, lease_owner=job.lease_owner, lease_expires_at__lt=DatabaseNow()
         )
         if job.recoveries + 1 >= settings.MAX_CRASH_RECOVERIES:
             sentence = (
@@ -547,17 +585,23 @@ def jobs_sweep() -> dict[str, int]:
             lease_expires_at=None,
             published_at=None,
             retry_at=None,
+            updated_at=DatabaseNow(),
         ):
             logger.warning("job %s: its converter died (lease expired); queued again", job.id)
             counts["recovered"] += 1
+            job_queue_on_commit(job.id)  # this sweeper won the recovery: it publishes the job too
 
-    unpublished = Q(published_at__isnull=True, updated_at__lt=now - timedelta(seconds=2)) & (
-        Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+    # Not yet published: a job queued within the last 2 s is being published by whoever queued it.
+    unpublished = Q(published_at__isnull=True, updated_at__lt=_database_now_plus(-2)) & (
+        Q(retry_at__isnull=True) | Q(retry_at__lte=DatabaseNow())
     )
-    lost = Q(published_at__lt=now - timedelta(seconds=settings.STALE_QUEUED_SECONDS))
-    for job_id in Job.objects.filter(Q(status=Job.Status.QUEUED) & (unpublished | lost)).values_list("id", flat=True):
-        _publish_video_message(job_id)
-        counts["published"] += 1
+    lost = Q(published_at__lt=_database_now_plus(-settings.STALE_QUEUED_SECONDS))
+    waiting = Q(status=Job.Status.QUEUED) & (unpublished | lost)
+    for job_id in Job.objects.filter(waiting).values_list("id", flat=True):
+        # Claimed like a state change, so of the sweepers that saw this job only one publishes it.
+        if Job.objects.filter(waiting, id=job_id).update(published_at=DatabaseNow(), updated_at=DatabaseNow()):
+            _publish_video_message(job_id, claimed=True)
+            counts["published"] += 1
 
     # A converter that died right after committing `done` may have left the source video behind.
     if not settings.KEEP_SOURCE_VIDEOS:
@@ -605,6 +649,7 @@ def job_retry(*, job: Job) -> Job:
             recoveries=0,
             transient_failures=0,
             retry_at=None,
+            updated_at=DatabaseNow(),
         )
         if not updated:
             raise JobStateConflict("This job changed state meanwhile; reload it and try again.")
@@ -640,9 +685,11 @@ def job_delete(*, job: Job) -> Job | None:
 def _job_files_delete(job: Job) -> None:
     """Delete the job's files, each unless another job shares it (dedup): the last one deletes it.
 
-    Its own MP3 id is tried too, for a partial MP3 an interrupted conversion may have left."""
+    Its attempts' MP3s go too, for what an interrupted or overtaken conversion may have left."""
     for bucket, field in JOB_FILE_FIELDS:
-        file_ids = {getattr(job, field)} | ({mp3_file_id_for(job.id)} if field == "mp3_file_id" else set())
+        file_ids = {getattr(job, field)}
+        if field == "mp3_file_id":  # and whatever its attempts wrote (and the id MP3s had before attempt ids)
+            file_ids |= storage.file_ids_with_prefix(bucket, f"mp3-{job.id}")
         for file_id in file_ids - {""}:
             if not Job.objects.filter(**{field: file_id}).exclude(id=job.id).exists():
                 storage.delete(bucket, file_id)
@@ -695,11 +742,10 @@ def job_source_video_discard(*, job: Job) -> None:
 
 def job_claim_notification(*, job_id, seconds: int = 60) -> Job | None:
     """Hold the right to send this job's email for a while; None when it was sent or another notifier is sending."""
-    now = timezone.now()
     claimed = Job.objects.filter(
         Q(id=job_id, status=Job.Status.DONE, notified_at__isnull=True)
-        & (Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now))
-    ).update(notify_claimed_until=now + timedelta(seconds=seconds))
+        & (Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=DatabaseNow()))
+    ).update(notify_claimed_until=_database_now_plus(seconds))
     return Job.objects.select_related("owner").get(id=job_id) if claimed else None
 
 
@@ -727,11 +773,16 @@ def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:
     for file_id, _metadata in storage.files_uploaded_before(storage.SOURCES, cutoff):
         if not Job.objects.filter(Q(source_file_id=file_id) | Q(cover_file_id=file_id)).exists():
             counts["sources"] += storage.delete(storage.SOURCES, file_id)
-    for file_id, _metadata in storage.files_uploaded_before(storage.MP3S, cutoff):
-        in_use = Job.objects.filter(
-            Q(mp3_file_id=file_id) | Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING)
-        )
-        if not in_use.exists():
+    for file_id, metadata in storage.files_uploaded_before(storage.MP3S, cutoff):
+        if metadata.get("attempt"):  # an attempt's MP3 is spared while that attempt still holds its job
+            attempt_running = Q(
+                id=selectors.job_id_parse(metadata.get("job_id")),
+                status=Job.Status.CONVERTING,
+                lease_owner=metadata["attempt"],
+            )
+        else:  # MP3s from before attempt ids: "mp3-<job id>"
+            attempt_running = Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING)
+        if not Job.objects.filter(Q(mp3_file_id=file_id) | attempt_running).exists():
             counts["mp3s"] += storage.delete(storage.MP3S, file_id)
     for bucket in (storage.VIDEOS, storage.SOURCES, storage.MP3S):
         for file_id in storage.orphan_chunk_file_ids(bucket, cutoff):

@@ -498,6 +498,17 @@ def files_uploaded_before(bucket: str, cutoff) -> Iterator[tuple[str, dict]]:
             yield str(document["_id"]), document.get("metadata") or {}
 
 
+def file_ids_with_prefix(bucket: str, prefix: str) -> set[str]:
+    """Ids starting with `prefix` of the files, and of chunks an interrupted write left without a file
+    (string ids only, such as the MP3s' "mp3-<job>-<attempt>")."""
+    pattern = {"$regex": "^" + re.escape(prefix)}
+    with _driver_errors(f"listing {bucket}"):
+        database = _database()
+        ids = {str(document["_id"]) for document in database[f"{bucket}.files"].find({"_id": pattern}, {"_id": 1})}
+        ids |= {str(file_id) for file_id in database[f"{bucket}.chunks"].distinct("files_id", {"files_id": pattern})}
+    return ids
+
+
 def orphan_chunk_file_ids(bucket: str, cutoff) -> list[str]:
     """Ids named by chunks that have no file document and were written before `cutoff`:
     what an interrupted write left behind (a write in progress also has no file document yet)."""

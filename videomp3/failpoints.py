@@ -4,7 +4,8 @@ FAILPOINTS (a comma-separated list; empty in every real deployment) names the po
 ``converting`` makes the process SIGKILL itself when it reaches that point, so a test can land a
 crash in a window too short to hit from outside (e.g. after a commit and before the message is
 acknowledged); ``converting=pause:90`` makes it wait 90 s there instead, so a test can stretch
-one step past a broker timeout without a multi-hour input.
+one step past a broker timeout without a multi-hour input; ``writing=stop`` makes it SIGSTOP itself
+there (every thread freezes, as in a VM pause), so a test can SIGCONT it after others moved on.
 """
 
 import logging
@@ -24,7 +25,10 @@ def reached(point: str, job_id) -> None:
         name, _, action = entry.partition("=")
         if name != point:
             continue
-        if action.startswith("pause:"):
+        if action == "stop":
+            logger.warning("failpoint %s: stopping this process (SIGSTOP)", point)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        elif action.startswith("pause:"):
             seconds = float(action.removeprefix("pause:"))
             logger.warning("failpoint %s: pausing %.0f s", point, seconds)
             time.sleep(seconds)

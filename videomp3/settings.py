@@ -164,7 +164,11 @@ SIMPLE_JWT = {
     "SIGNING_KEY": JWT_SIGNING_KEY,
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
+    # Tokens carry a fingerprint of the password hash: a new password, however it is set, refuses older tokens.
+    "CHECK_REVOKE_TOKEN": True,
 }
+# A chain of rotated refresh tokens ends this long after the password sign-in that started it.
+JWT_REFRESH_MAX_LIFETIME = timedelta(days=env_int("JWT_REFRESH_MAX_DAYS", 30))
 SPECTACULAR_SETTINGS = {
     "TITLE": "videomp3 API",
     "DESCRIPTION": "Upload a video, get its audio as an MP3.",
@@ -205,6 +209,10 @@ CONVERSION_TEMP_DIR = env_str("CONVERSION_TEMP_DIR") or None
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 60)
 # How often each converter sweeps for jobs to recover (expired leases, unpublished or lost messages).
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 15)
+# How often each converter removes stored files no job needs (cleanup_storage), sparing files younger
+# than STORAGE_CLEANUP_MIN_AGE_SECONDS: an upload or a conversion may be writing them right now.
+STORAGE_CLEANUP_INTERVAL_SECONDS = env_int("STORAGE_CLEANUP_INTERVAL_SECONDS", 3600)
+STORAGE_CLEANUP_MIN_AGE_SECONDS = env_int("STORAGE_CLEANUP_MIN_AGE_SECONDS", 3600)
 # A queued job whose message was confirmed this long ago without being taken is published again.
 STALE_QUEUED_SECONDS = env_int("STALE_QUEUED_SECONDS", 600)
 # A done job still not notified this long after it finished gets its `mp3` message again.

@@ -31,7 +31,7 @@ def test_done_path_stores_the_mp3_queues_the_notification_and_discards_the_video
     assert job_convert(job_id=str(job.id)) == "done"
     job.refresh_from_db()
     assert job.status == "done" and job.progress == 100 and job.attempts == 1
-    assert job.mp3_file_id == job_services.mp3_file_id_for(job.id) and job.mp3_size > 0
+    assert job.mp3_file_id.startswith(f"mp3-{job.id}-") and job.mp3_size > 0
     assert abs(job.mp3_duration - 3.0) < 0.2
     assert job.video_file_id == "" and stored_file_count(storage.VIDEOS) == 0
     assert broker.queue_depth(broker.MP3) == 1

@@ -4,16 +4,13 @@ crashes at every phase, a poison message, and the file store going away. Each te
 import random
 import re
 import time
-import uuid
 from collections import Counter
 
 import pika
 import pytest
-from rest_framework.test import APIClient
 
-from tests.factories import user_create
 from tests.support import media
-from tests.support.pipeline import read_emails, shared_service_env, stored_files_and_orphan_chunks, wait_for_job
+from tests.support.pipeline import read_emails, stored_files_and_orphan_chunks, upload_unique, wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
 from tests.support.services import service_missing
 from uploads import storage
@@ -26,37 +23,6 @@ CONVERTER_PHASES = ("claimed", "reading", "converting", "writing", "committed")
 # Points too short to hit from outside: the worker kills itself there (videomp3/failpoints.py).
 # "reading" became one since the video is streamed into ffmpeg: only the container's head is read there.
 SELF_KILLED_PHASES = ("claimed", "reading", "committed")
-
-
-@pytest.fixture
-def fault_env(mongodb, rabbitmq, tmp_path):
-    """Short leases and a fast sweeper, so recovery after a crash takes seconds, not minutes."""
-    return {
-        **shared_service_env(tmp_path / "emails"),
-        "JOB_LEASE_SECONDS": "3",
-        "SWEEP_INTERVAL_SECONDS": "1",
-        "MAX_CRASH_RECOVERIES": "50",
-        "STALE_NOTIFICATION_SECONDS": "2",
-        "NOTIFY_CLAIM_SECONDS": "3",
-        "RETRY_BACKOFF_SECONDS": "1",
-        "MAX_TRANSIENT_RETRIES": "8",
-        "LOG_LEVEL": "INFO",
-    }
-
-
-@pytest.fixture
-def uploader():
-    client = APIClient()
-    client.force_authenticate(user_create(email="crash@example.com"))
-    return client
-
-
-def upload(client, path) -> str:
-    """Each upload gets its own title, so the same file uploaded again is converted again (no dedup)."""
-    with open(path, "rb") as handle:
-        response = client.post("/api/jobs/", {"file": handle, "title": uuid.uuid4().hex}, format="multipart")
-    assert response.status_code == 202, response.content
-    return response.json()["id"]
 
 
 def last_phase(log_path) -> str | None:
@@ -81,7 +47,7 @@ def test_converter_killed_in_every_phase_still_converts_every_job_once(
     fault_env, uploader, media_files, tmp_path, settings
 ):
     settings.QUOTA_QUEUED_JOBS_PER_USER = 0  # one user's 30 jobs in flight at once: a load, not a quota test
-    job_ids = [upload(uploader, media.make_media(media_files, "wav_pcm", seconds=60.0)) for _ in range(30)]
+    job_ids = [upload_unique(uploader, media.make_media(media_files, "wav_pcm", seconds=60.0)) for _ in range(30)]
     rng = random.Random(20261128)
     landed: Counter[str] = Counter()
     kills = 0
@@ -123,7 +89,7 @@ def test_notifier_killed_before_sending_and_after_recording_sends_one_email_each
 ):
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)  # its sweeper re-sends
     try:
-        job_ids = [upload(uploader, media.make_media(media_files, "wav_pcm")) for _ in range(3)]
+        job_ids = [upload_unique(uploader, media.make_media(media_files, "wav_pcm")) for _ in range(3)]
         for job_id in job_ids:
             wait_for_job(job_id, lambda job: job.status == "done")
         for point in ("notify-claimed", "notify-recorded"):
@@ -156,7 +122,7 @@ def test_poison_messages_are_dead_lettered_once_and_the_worker_goes_on(
         ):
             channel.basic_publish("", broker.queue_name(broker.VIDEO), body, pika.BasicProperties(delivery_mode=2))
         connection.close()
-        job_id = upload(uploader, media.make_media(media_files, "wav_pcm"))
+        job_id = upload_unique(uploader, media.make_media(media_files, "wav_pcm"))
         assert wait_for_job(job_id, lambda job: job.status == "done").status == "done"
         assert wait_until(lambda: broker.queue_depth("video.dead") == 3, 20)
         time.sleep(2)
@@ -170,7 +136,7 @@ def test_file_store_down_during_a_conversion_then_back_the_job_completes(
 ):
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)
     try:
-        job_id = upload(uploader, media.make_media(media_files, "opus_long_lowrate", seconds=900.0))
+        job_id = upload_unique(uploader, media.make_media(media_files, "opus_long_lowrate", seconds=900.0))
         wait_for_job(job_id, lambda job: job.status == "converting" and job.progress > 0, timeout=60)
         secantus_server.stop()
         try:
@@ -225,7 +191,7 @@ def test_a_long_conversion_holds_no_unacknowledged_message(fault_env, uploader, 
         service_missing("rabbitmqctl is not installed; the machine's RabbitMQ cannot be inspected")
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **fault_env)
     try:
-        job_id = upload(uploader, media.make_media(media_files, "opus_long_lowrate", seconds=900.0))
+        job_id = upload_unique(uploader, media.make_media(media_files, "opus_long_lowrate", seconds=900.0))
         wait_for_job(job_id, lambda job: job.status == "converting" and job.progress > 0, timeout=60)
         assert unacknowledged(broker.VIDEO) == 0
         assert broker.queue_depth(broker.VIDEO) == 0

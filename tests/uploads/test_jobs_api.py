@@ -214,3 +214,20 @@ def test_openapi_schema_and_docs_are_served(client):
     assert client.get("/api/schema/").status_code == 200
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_download_by_fid_serves_attempt_ids_and_the_ids_mp3s_had_before(alice, media_files):
+    from conversion.services import job_convert
+
+    job_id = upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
+    assert job_convert(job_id=job_id) == "done"
+    job = Job.objects.get(id=job_id)
+    assert job.mp3_file_id.startswith(f"mp3-{job.id}-")  # this attempt's own file
+    assert alice.get("/download", {"fid": job.mp3_file_id}).status_code == 200
+    # A job converted before attempt ids named its MP3 "mp3-<job id>".
+    legacy_id = f"mp3-{job.id}"
+    with storage.open_file(storage.MP3S, job.mp3_file_id) as current:
+        storage.save_stream(storage.MP3S, current, filename="old.mp3", content_type="audio/mpeg", file_id=legacy_id)
+    Job.objects.filter(id=job.id).update(mp3_file_id=legacy_id)
+    download = alice.get("/download", {"fid": legacy_id})
+    assert download.status_code == 200 and download["Content-Type"] == "audio/mpeg"

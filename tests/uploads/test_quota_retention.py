@@ -139,6 +139,7 @@ def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sente
     settings.KEEP_SOURCE_VIDEOS = True  # so the old job holds a video, its audio, its cover and an MP3
     # Three different files: the same one again would reuse the first MP3 (dedup) instead of converting.
     old = converted(alice, media.make_media(media_files, "mp4_faststart"))
+    old_mp3 = old.mp3_file_id
     recent = converted(alice, media.make_media(media_files, "mp4_faststart", seconds=4.0))
     failed_old = Job.objects.get(id=upload(alice, media.make_media(media_files, "wav_pcm", seconds=5.0)).json()["id"])
     Job.objects.filter(id=failed_old.id).update(status=Job.Status.FAILED, error="x", finished_at=timezone.now())
@@ -152,7 +153,7 @@ def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sente
     assert old.status == Job.Status.EXPIRED and old.mp3_file_id == ""
     assert old.video_file_id == old.source_file_id == old.cover_file_id == ""
     assert "deleted" in old.error and "7 days" in old.error and old.error.endswith(".")
-    assert not storage.file_exists(storage.MP3S, services.mp3_file_id_for(old.id))
+    assert not storage.file_exists(storage.MP3S, old_mp3)
     assert stored_files_and_orphan_chunks(storage.VIDEOS) == (1, 0)
     assert storage.file_exists(storage.VIDEOS, recent.video_file_id)
     assert stored_files_and_orphan_chunks(storage.SOURCES) == (2, 0)  # recent's audio and cover
@@ -162,7 +163,7 @@ def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sente
     # The user sees why, and the freed bytes no longer count.
     download = alice.get(f"/api/jobs/{old.id}/mp3")
     assert download.status_code == 409 and download.json()["detail"] == old.error
-    assert alice.get("/download", {"fid": services.mp3_file_id_for(old.id)}).status_code == 404
+    assert alice.get("/download", {"fid": old_mp3}).status_code == 404
     assert selectors.user_stored_bytes(user=alice.user) == (
         recent.mp3_size + recent.size + recent.source_size + recent.cover_size
     )

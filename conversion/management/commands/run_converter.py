@@ -1,8 +1,11 @@
 import logging
 import threading
+import time
+
+from django.conf import settings
 
 from conversion.services import job_convert
-from uploads.services import jobs_expire, jobs_sweep
+from uploads.services import jobs_expire, jobs_sweep, storage_cleanup
 from videomp3 import broker
 from videomp3.workers import WorkerCommand
 
@@ -12,6 +15,7 @@ logger = logging.getLogger(__name__)
 class Command(WorkerCommand):
     help = "Consume the video queue: convert each job's video to an MP3 (the converter role)."
     queue = broker.VIDEO
+    storage_cleaned_at = float("-inf")
 
     def handle_message(self, message: dict, hand_back: threading.Event) -> str:
         return job_convert(job_id=message["job_id"], hand_back=hand_back)
@@ -20,5 +24,10 @@ class Command(WorkerCommand):
         counts = jobs_sweep()
         if any(counts.values()):
             logger.info("sweep: %s", counts)
-        # Retention runs here too, so no separate cron job is needed; it logs what it deletes.
+        # Retention and storage cleanup run here too, so no cron job is needed; each logs what it deletes.
         jobs_expire()
+        if time.monotonic() - self.storage_cleaned_at >= settings.STORAGE_CLEANUP_INTERVAL_SECONDS:
+            self.storage_cleaned_at = time.monotonic()
+            counts = storage_cleanup(older_than_seconds=settings.STORAGE_CLEANUP_MIN_AGE_SECONDS)
+            if any(counts.values()):
+                logger.info("storage cleanup: %s", counts)

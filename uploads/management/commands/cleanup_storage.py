@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from uploads.services import storage_cleanup
@@ -5,16 +6,19 @@ from uploads.services import storage_cleanup
 
 class Command(BaseCommand):
     help = (
-        "Delete stored files no job needs: videos and MP3s whose job is gone, and chunks left by "
-        "interrupted writes. Files newer than --older-than seconds are kept (they may be in use)."
+        "Delete stored files no job needs: videos, audio sources, covers and MP3s whose job is gone, and "
+        "chunks left by interrupted writes. Files newer than --older-than seconds are kept (they may be in use). "
+        "Every converter also runs this every STORAGE_CLEANUP_INTERVAL_SECONDS."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=int, default=3600, help="seconds (default 3600)")
+        default = settings.STORAGE_CLEANUP_MIN_AGE_SECONDS
+        parser.add_argument("--older-than", type=int, default=default, help=f"seconds (default {default})")
 
     def handle(self, *args, older_than: int, **options):
         counts = storage_cleanup(older_than_seconds=older_than)
         self.stdout.write(
-            f"removed {counts['videos']} video(s), {counts['mp3s']} MP3(s) and the chunks of "
+            f"removed {counts['videos']} video(s), {counts['sources']} audio source(s) or cover(s), "
+            f"{counts['mp3s']} MP3(s) and the chunks of "
             f"{counts['orphan_chunks']} interrupted write(s)."
         )
