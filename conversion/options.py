@@ -224,13 +224,14 @@ def parse_options(raw: dict, *, default_bitrate: int) -> JobOptions:
             return None
         try:
             parsed[field] = convert(merged[field])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer no float can hold
             fail(field, sentence)
         return parsed.get(field)
 
     bitrate = take("bitrate", _integer, "Give the bitrate in kb/s as a whole number, e.g. 128.")
     if bitrate is not None and bitrate not in CBR_BITRATES:
-        fail("bitrate", f"{bitrate} kb/s is not an MP3 bitrate; use one of {', '.join(map(str, CBR_BITRATES))}.")
+        shown = f"{bitrate} kb/s" if abs(bitrate) < 10**6 else "That"
+        fail("bitrate", f"{shown} is not an MP3 bitrate; use one of {', '.join(map(str, CBR_BITRATES))}.")
     vbr = take("vbr_quality", _integer, "Give the VBR quality as a whole number from 0 (best) to 9 (smallest).")
     if vbr is not None and not 0 <= vbr <= 9:
         fail("vbr_quality", "VBR quality goes from 0 (best) to 9 (smallest); choose one of those.")
@@ -242,7 +243,7 @@ def parse_options(raw: dict, *, default_bitrate: int) -> JobOptions:
     rates = ", ".join(map(str, SAMPLE_RATES))
     rate = take("sample_rate", _integer, f"Give the sample rate in Hz: source, {rates}.")
     if rate is not None and rate not in SAMPLE_RATES:
-        fail("sample_rate", f"{rate} Hz is not offered; use source, {rates}.")
+        fail("sample_rate", f"{rate if abs(rate) < 10**6 else 'That'} Hz is not offered; use source, {rates}.")
     if rate is not None and rate < 32000 and bitrate is not None and bitrate > MPEG2_MAX_BITRATE:
         fail("bitrate", f"At {rate} Hz MP3 goes up to {MPEG2_MAX_BITRATE} kb/s; choose a lower bitrate.")
 

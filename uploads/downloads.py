@@ -9,6 +9,12 @@ from uploads import storage
 from uploads.models import Job
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# A position of more digits than this is past the end of any stored file (and int() refuses thousands).
+_MAX_POSITION_DIGITS = 18
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else 10**_MAX_POSITION_DIGITS
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
@@ -20,12 +26,12 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
     if not first and not last:
         return None
     if not first:  # a suffix: the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0:
             return False
         return max(0, size - length), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
+    start = _position(first)
+    end = min(_position(last), size - 1) if last else size - 1
     if start >= size or end < start:
         return False
     return start, end

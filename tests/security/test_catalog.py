@@ -222,9 +222,38 @@ def _php_named_mp4_php(directory):
     return media.make_disguised(directory, "x.mp4.php", b"<?php system($_GET['cmd']); ?>\n")
 
 
+def _upload_with_options(w: World, options: dict):
+    wav = SimpleUploadedFile("a.wav", media.make_media(w.media_dir, "wav_pcm").read_bytes())
+    return w.alice.post("/api/jobs/", {"file": wav, "options": json.dumps(options)}, format="multipart")
+
+
+def _alice_job_converted(w: World) -> Job:
+    job = _alice_job(w)
+    assert job_convert(job_id=str(job.id)) == "done"
+    job.refresh_from_db()
+    return job
+
+
+# Numbers no float can hold (OverflowError) and headers whose digits int() refuses to read (over 4300).
+HUGE_NUMBER = 10**400
+HUGE_DIGITS = "9" * 5000
+
 CATALOG = [
     # 400: malformed requests
     Case("no-file", 400, lambda w, _: w.alice.post("/api/jobs/", {}, format="multipart")),
+    *[
+        Case(f"option-{name}-of-400-digits", 400, lambda w, _, name=name: _upload_with_options(w, {name: HUGE_NUMBER}))
+        for name in ("start", "end", "cover_time", "loudness_target", "true_peak", "bitrate", "audio_track")
+    ],
+    Case(
+        "option-start-of-400-digits-as-a-form-field",
+        400,
+        lambda w, _: w.alice.post(
+            "/api/jobs/",
+            {"file": SimpleUploadedFile("a.wav", b"RIFF"), "start": str(HUGE_NUMBER)},
+            format="multipart",
+        ),
+    ),
     Case("two-files", 400, _two_files),
     Case(
         "two-files-original-upload",
@@ -489,3 +518,27 @@ def test_the_readme_status_table_lists_every_status_the_catalog_asserts():
     documented = {int(code) for code in re.findall(r"^\| (\d{3}) \|", table, re.M)}
     assert {case.status for case in CATALOG} <= documented
     assert documented >= {400, 401, 404, 409, 413, 422, 429, 503}
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (f"bytes={HUGE_DIGITS}-", 416),  # starts past the end of any file
+        (f"bytes=0-{HUGE_DIGITS}", 206),  # to the end
+        (f"bytes=-{HUGE_DIGITS}", 206),  # the last N bytes, N past the size: the whole file
+        (f"bytes={HUGE_DIGITS}-{HUGE_DIGITS}", 416),
+    ],
+    ids=["start", "end", "suffix", "both"],
+)
+def test_range_headers_with_thousands_of_digits_answer_by_the_rfc_on_both_download_paths(world, header, status):
+    job = _alice_job_converted(world)
+    for response in (
+        world.alice.get(f"/api/jobs/{job.id}/mp3", HTTP_RANGE=header),
+        world.alice.get("/download", {"fid": job.mp3_file_id}, HTTP_RANGE=header),
+    ):
+        assert response.status_code == status
+        if status == 416:
+            assert response["Content-Range"] == f"bytes */{job.mp3_size}"
+        else:
+            assert response["Content-Range"] == f"bytes 0-{job.mp3_size - 1}/{job.mp3_size}"
+            assert len(b"".join(response.streaming_content)) == job.mp3_size
