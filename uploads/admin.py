@@ -29,7 +29,8 @@ class JobAdmin(admin.ModelAdmin):
             try:
                 services.job_retry(job=job)
                 retried += 1
-            except services.JobStateConflict as exc:
+            except (services.JobStateConflict, services.QuotaExceeded, storage.StorageError) as exc:
+                # Over the owner's limit, or the file store away: each job says why, the others go on.
                 refused.append(f"{job.original_filename}: {exc}")
         self.message_user(request, f"{retried} job(s) queued again.")
         for sentence in refused:
@@ -37,11 +38,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete the selected jobs and their files")
     def delete_jobs(self, request, queryset):
-        try:
-            results = [services.job_delete(job=job) for job in queryset]
-        except storage.StorageError as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
-            return
+        results = [services.job_delete(job=job) for job in queryset]
         cancelled = sum(1 for result in results if result is not None)
         self.message_user(
             request, f"{len(results) - cancelled} job(s) deleted, {cancelled} cancelled while converting."

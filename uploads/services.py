@@ -662,7 +662,7 @@ def job_delete(*, job: Job) -> Job | None:
     """Remove a job and its files. A job being converted is cancelled instead: its converter
     notices, stops ffmpeg and stores nothing; the cancelled row stays until deleted again."""
     with transaction.atomic():
-        # The row stays locked until its files are gone, so no new job starts sharing its MP3 meanwhile.
+        # Locked, so a new upload that would share its MP3 (dedup) waits and then finds it gone.
         job = Job.objects.select_for_update().filter(id=job.id).first() or job
         cancelled = Job.objects.filter(id=job.id, status=Job.Status.CONVERTING).update(
             status=Job.Status.CANCELLED,
@@ -674,24 +674,43 @@ def job_delete(*, job: Job) -> Job | None:
             # (should the delete fail, cleanup_storage removes the unreferenced files later).
             **{field: "" for _bucket, field in JOB_FILE_FIELDS if field != "mp3_file_id"},
         )
-        _job_files_delete(job)
         if cancelled:
+            transaction.on_commit(partial(job_files_release, job))
             job.refresh_from_db()
             return job
-        Job.objects.filter(id=job.id).delete()
+        Job.objects.filter(id=job.id).delete()  # its files go after the commit (job_row_deleted)
     return None
 
 
-def _job_files_delete(job: Job) -> None:
-    """Delete the job's files, each unless another job shares it (dedup): the last one deletes it.
+def job_row_deleted(sender, instance: Job, **kwargs) -> None:
+    """post_delete of a Job, however it went (the API, the admin, a user deleted with all their jobs):
+    its files are released once the deletion commits."""
+    transaction.on_commit(partial(job_files_release, instance))
 
-    Its attempts' MP3s go too, for what an interrupted or overtaken conversion may have left."""
+
+def job_files_release(job: Job) -> None:
+    """Delete the files a deleted or cancelled job named, each unless a live job still names it.
+
+    Run after the commit that let go of them: of two jobs sharing a file (dedup) deleted at the same
+    moment, the one that commits last then sees the file free, where inside their transactions
+    MariaDB's REPEATABLE READ would show each of them the other. A store failure leaves the files to
+    cleanup_storage, which removes what no job names."""
+    try:
+        _job_files_delete(job)
+    except storage.StorageError as exc:
+        logger.warning("the files of job %s stay until the storage cleanup: %s", job.id, exc)
+
+
+def _job_files_delete(job: Job) -> None:
+    """Delete the job's files, each unless another job that is not expired names it (dedup): the last one
+    deletes it. Its attempts' MP3s go too, for what an interrupted or overtaken conversion left."""
+    others = Job.objects.exclude(id=job.id).exclude(status=Job.Status.EXPIRED)
     for bucket, field in JOB_FILE_FIELDS:
         file_ids = {getattr(job, field)}
         if field == "mp3_file_id":  # and whatever its attempts wrote (and the id MP3s had before attempt ids)
             file_ids |= storage.file_ids_with_prefix(bucket, f"mp3-{job.id}")
         for file_id in file_ids - {""}:
-            if not Job.objects.filter(**{field: file_id}).exclude(id=job.id).exists():
+            if not others.filter(**{field: file_id}).exists():
                 storage.delete(bucket, file_id)
 
 
