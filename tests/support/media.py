@@ -296,3 +296,110 @@ def make_polyglot(directory: Path) -> Path:
     html = b"<html><body><script>alert(document.cookie)</script></body></html>"
     content = make_media(directory, "png_image").read_bytes() + html + archive.getvalue()
     return make_disguised(directory, "polyglot.mp4", content)
+
+
+# ---------------------------------------------------------------------------
+# Audio-first media (tests/conversion/test_audio_source.py)
+
+# A tone whose pitch steps up every second: second n sounds stepped_tone_hz(n). Every frequency is a whole
+# number of hertz, so each second starts at phase 0 and the steps are continuous (no clicks).
+STEPPED_TONE_EXPRESSION = "0.5*sin(2*PI*(300+200*floor(t))*t)"
+
+
+def stepped_tone_hz(second: int) -> int:
+    return 300 + 200 * second
+
+
+def _stepped_tone(seconds: float) -> list[str]:
+    return ["-f", "lavfi", "-i", f"aevalsrc={STEPPED_TONE_EXPRESSION}:s=44100:d={seconds}"]
+
+
+def _stepped_tone_kinds(s: float) -> dict[str, tuple[str, list[str]]]:
+    """kind -> (file suffix, ffmpeg arguments): the stepped tone in each container a trim must cut right."""
+    av = _video(s) + _stepped_tone(s)
+    return {
+        "mp4_aac_moov_end": (".mp4", av + _H264 + ["-c:a", "aac", "-f", "mp4"]),
+        "mkv_opus": (".mkv", av + _H264 + ["-c:a", "libopus", "-f", "matroska"]),
+        "webm_vorbis": (".webm", av + ["-c:v", "libvpx", *_VPX_FAST, "-c:a", "libvorbis", "-f", "webm"]),
+        "flv_aac": (".flv", av + ["-c:v", "flv", "-c:a", "aac", "-f", "flv"]),
+        "ts_aac": (".ts", av + _H264 + ["-c:a", "aac", "-f", "mpegts"]),
+        "avi_mp3": (".avi", av + ["-c:v", "mpeg4", "-c:a", "libmp3lame", "-f", "avi"]),
+        "mov_aac": (".mov", av + _H264 + ["-c:a", "aac", "-f", "mov"]),
+        "wav_pcm": (".wav", _stepped_tone(s) + ["-c:a", "pcm_s16le", "-f", "wav"]),
+    }
+
+
+STEPPED_TONE_KINDS: tuple[str, ...] = tuple(_stepped_tone_kinds(1.0))
+
+
+def make_stepped_tone(directory: Path, kind: str, *, seconds: float = 6.0) -> Path:
+    """A video (160x120) or WAV of the given kind whose audio is the stepped tone, generated once."""
+    suffix, args = _stepped_tone_kinds(seconds)[kind]
+    return _cached(directory, f"stepped-{kind}-{seconds:g}s{suffix}", args)
+
+
+def make_mp4_two_languages(directory: Path, *, seconds: float = 3.0) -> Path:
+    """mkv_two_languages as an MP4 (AAC): English 440 Hz, German 1000 Hz (flagged default)."""
+    args = (
+        _video(seconds)
+        + _audio(seconds)
+        + _audio(seconds, frequency=1000)
+        + ["-map", "0:v", "-map", "1:a", "-map", "2:a", *_H264, "-c:a", "aac"]
+        + ["-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=deu"]
+        + ["-disposition:a:0", "0", "-disposition:a:1", "default", "-f", "mp4"]
+    )
+    return _cached(directory, f"mp4-two-languages-{seconds:g}s.mp4", args)
+
+
+_COLOUR_CONTAINERS: dict[str, list[str]] = {
+    "mp4": [*_H264, "-c:a", "aac", "-f", "mp4"],  # the index at the end
+    "mkv": [*_H264, "-c:a", "libvorbis", "-f", "matroska"],
+    "webm": ["-c:v", "libvpx", *_VPX_FAST, "-c:a", "libvorbis", "-f", "webm"],
+    "flv": ["-c:v", "flv", "-c:a", "aac", "-f", "flv"],
+    "ts": [*_H264, "-c:a", "aac", "-f", "mpegts"],
+    "avi": ["-c:v", "mpeg4", "-c:a", "libmp3lame", "-f", "avi"],
+    "mov": [*_H264, "-c:a", "aac", "-f", "mov"],
+}
+COLOUR_CONTAINERS: tuple[str, ...] = tuple(_COLOUR_CONTAINERS)
+
+
+def make_colour_segments(
+    directory: Path, colours: tuple[str, ...], *, container: str = "mp4", keyframe_every: int = 10
+) -> Path:
+    """A video (160x120, 10 frames a second, with a 440 Hz audio track) showing each colour, by ffmpeg's name,
+    for one second in turn: the frame at t seconds is all colours[int(t)]. A keyframe every `keyframe_every`
+    frames (10: one a second, at each colour change)."""
+    sources = [f"color=c={colour}:s=160x120:r=10:d=1[c{index}]" for index, colour in enumerate(colours)]
+    inputs = "".join(f"[c{index}]" for index in range(len(colours)))
+    graph = ";".join([*sources, f"{inputs}concat=n={len(colours)}:v=1:a=0[out0]"])
+    seconds = len(colours)
+    args = ["-f", "lavfi", "-i", graph] + _audio(seconds) + ["-g", str(keyframe_every)]
+    name = f"colours-{'-'.join(colours)}-g{keyframe_every}.{container}"
+    return _cached(directory, name, args + _COLOUR_CONTAINERS[container])
+
+
+def make_high_rate_audio(directory: Path, kind: str, *, rate: int = 96000, seconds: float = 3.0) -> Path:
+    """A 440 Hz tone at a rate LAME does not take (96 kHz by default) as "wav" (PCM) or "flac"."""
+    codec, muxer = {"wav": ("pcm_s16le", "wav"), "flac": ("flac", "flac")}[kind]
+    tone = ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration={seconds}"]
+    return _cached(directory, f"tone-{rate}hz-{seconds:g}s.{kind}", tone + ["-c:a", codec, "-f", muxer])
+
+
+def make_flv_nellymoser(directory: Path, *, seconds: float = 3.0) -> Path:
+    """An FLV (Flash video, Nellymoser audio): a codec no container we write can carry as it is."""
+    args = _video(seconds) + _audio(seconds) + ["-c:v", "flv", "-c:a", "nellymoser", "-ar", "44100", "-ac", "1"]
+    return _cached(directory, f"flv-nellymoser-{seconds:g}s.flv", [*args, "-f", "flv"])
+
+
+def _cached(directory: Path, name: str, args: list[str]) -> Path:
+    target = Path(directory) / name
+    if not target.exists():
+        _ffmpeg_atomically(target, args)
+    return target
+
+
+def make_mkv_with_chapters(directory: Path, *, chapters: int = 3, seconds_each: float = 2.0) -> Path:
+    """make_media_with_chapters remuxed into Matroska (same streams, tags and chapters)."""
+    source = make_media_with_chapters(directory, chapters=chapters, seconds_each=seconds_each)
+    args = ["-i", str(source), "-map", "0:v", "-map", "0:a", "-c", "copy", "-map_metadata", "0", "-map_chapters", "0"]
+    return _cached(directory, f"chapters-{chapters}x{seconds_each:g}s.mkv", [*args, "-f", "matroska"])
