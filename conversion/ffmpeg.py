@@ -21,16 +21,14 @@ User-facing failures are ``MediaError`` with a sentence the user can act on; an
 operational failure (ffmpeg missing, unreadable path) is left as the ordinary OSError.
 """
 
-import ctypes
 import functools
 import json
+import logging
 import math
 import os
 import queue
 import re
-import resource
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -41,6 +39,8 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from conversion.options import Encoding
+
+logger = logging.getLogger(__name__)
 
 # Demuxer names as ffmpeg registers them (`ffmpeg -demuxers`). ffmpeg compares its
 # format_whitelist alias by alias, so "mov,mp4,m4a,3gp,3g2,mj2" may be listed whole.
@@ -145,22 +145,40 @@ class ChildLimits:
         return cls(wall_seconds=wall, cpu_seconds=int(wall * 2) + 10, memory_bytes=memory_mb * 1024 * 1024)
 
 
-_PR_SET_PDEATHSIG = 1
 _PROBE_LIMITS = ChildLimits(cpu_seconds=int(PROBE_TIMEOUT), memory_bytes=1024 * 1024 * 1024)
 
 
-def _child_setup(limits: ChildLimits | None) -> Callable[[], None]:
-    """Runs in the child before exec: it dies with its parent and stays inside its limits."""
+@functools.cache
+def _confinement_tools() -> tuple[str, str] | None:
+    setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
+    if setpriv and prlimit:
+        return setpriv, prlimit
+    logger.warning("setpriv/prlimit (util-linux) not found: ffmpeg runs without its death signal and limits")
+    return None
 
-    def setup() -> None:
-        # The ffmpeg child must never outlive its worker, even one killed with SIGKILL.
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if limits and limits.cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        if limits and limits.memory_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
 
-    return setup
+def _confined(command: list[str], limits: ChildLimits | None) -> list[str]:
+    """The command, run so that ffmpeg dies with its worker (even one killed with SIGKILL) and stays
+    inside its limits.
+
+    util-linux's setpriv sets the parent-death signal and prlimit the limits, each then exec'ing the
+    next, so ffmpeg keeps both (they survive exec) and keeps its pid. Setting them in the child with
+    preexec_fn instead is unsafe in a threaded process, which every role is (the converter renews its
+    lease from a thread, gunicorn serves from threads): Python's documentation warns it can deadlock.
+    """
+    tools = _confinement_tools()
+    if tools is None:  # not Linux with util-linux: development only, the image has both
+        return command
+    setpriv, prlimit = tools
+    confined = [setpriv, "--pdeathsig", "KILL", "--"]
+    resources = []
+    if limits and limits.cpu_seconds:
+        resources.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}")
+    if limits and limits.memory_bytes:
+        resources.append(f"--as={limits.memory_bytes}")
+    if resources:
+        confined += [prlimit, *resources, "--"]
+    return [*confined, *command]
 
 
 # ---------------------------------------------------------------------------
@@ -252,12 +270,11 @@ def _carries_playlist(path: str | os.PathLike) -> bool:
 def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
-            command,
+            _confined(command, _PROBE_LIMITS),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT,
             check=False,
-            preexec_fn=_child_setup(_PROBE_LIMITS),
         )
     except subprocess.TimeoutExpired:
         raise MediaError("not_media", TOO_SLOW_TO_READ) from None
@@ -662,11 +679,7 @@ def _run_ffmpeg(
 ) -> list[str]:
     """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded."""
     process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=_child_setup(limits),
+        _confined(command, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf

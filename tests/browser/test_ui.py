@@ -188,12 +188,12 @@ def test_retry_a_failed_job(page, live_system):
     # The converter would fail this file the same way again. To see a retry go through, the stored
     # source is swapped for a decodable one, as if the first failure had been a passing problem.
     good = storage.save_path(
-        storage.VIDEOS,
+        storage.SOURCES,
         media.make_media(live_system.media_dir, "m4a_aac"),
         filename=broken.name,
         content_type="audio/mp4",
     )
-    Job.objects.filter(id=job.id).update(video_file_id=good.file_id)
+    Job.objects.filter(id=job.id).update(source_file_id=good.file_id)
 
     row.get_by_role("button", name=f"Retry {broken.name}").click()
     wait_done(page, broken.name)
