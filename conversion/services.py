@@ -10,7 +10,6 @@ so no conversion is bound by RabbitMQ's consumer timeout.
 """
 
 import logging
-import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ from conversion import options as conversion_options
 from uploads import selectors as job_selectors
 from uploads import services as job_services
 from uploads import storage
-from videomp3 import broker, failpoints
+from videomp3 import broker, failpoints, workdirs
 from videomp3.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event)
     # queue: from the upload's commit to this claim.
     timer = PhaseTimer(queue=max(0.0, (job.started_at - job.created_at).total_seconds()))
     try:
-        with tempfile.TemporaryDirectory(prefix="videomp3-", dir=settings.CONVERSION_TEMP_DIR) as workdir:
+        with workdirs.locked_temp_dir("convert", parent=settings.CONVERSION_TEMP_DIR) as workdir:
             destination = Path(workdir) / "audio.mp3"
             failpoints.reached("reading", job.id)
             with timer.phase("download"):

@@ -414,6 +414,33 @@ def test_the_consumer_reconnects_after_a_network_fault(proxy, caplog):
     assert broker.queue_depth(broker.VIDEO) == 0
 
 
+def test_the_heartbeat_keeps_beating_while_a_handler_outlives_a_broker_disconnect(proxy, caplog):
+    """The consumer waits for its running handler before it reconnects; the worker is busy, not hung,
+    so the liveness heartbeat (on_alive) must go on meanwhile."""
+    broker.declare_queues()
+    beats: list[float] = []
+    started, finished = threading.Event(), threading.Event()
+
+    def long_handler(message):
+        started.set()
+        time.sleep(8)
+        finished.set()
+
+    stop, thread = consume_in_thread(broker.VIDEO, long_handler, on_alive=lambda: beats.append(time.monotonic()))
+    try:
+        broker.publish(broker.VIDEO, "long")
+        wait_for(started.is_set)
+        proxy.cut()
+        cut_at = time.monotonic()
+        wait_for(finished.is_set, timeout=20)
+        during = [beat for beat in beats if cut_at + 1 < beat < time.monotonic()]
+        gaps = [later - earlier for earlier, later in zip([cut_at, *during], during, strict=False)]
+        assert "waiting for the running handler" in caplog.text
+        assert len(during) >= 4 and max(gaps) < 2.5, (len(during), gaps)
+    finally:
+        stop_and_join(stop, thread, timeout=30)
+
+
 def test_the_consumer_comes_back_when_its_queue_is_deleted(rabbitmq):
     broker.declare_queues()
     received = []

@@ -24,7 +24,7 @@ from conversion import ffmpeg
 from conversion import options as conversion_options
 from uploads import selectors, storage
 from uploads.models import Job
-from videomp3 import broker
+from videomp3 import broker, workdirs
 from videomp3.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _store_for_conversion(
 
     limits = _extraction_limits(info)
     try:
-        with tempfile.TemporaryDirectory(prefix="videomp3-extract-", dir=settings.FILE_UPLOAD_TEMP_DIR) as workdir:
+        with workdirs.locked_temp_dir("extract", parent=settings.FILE_UPLOAD_TEMP_DIR) as workdir:
             fields: dict = {}
             source, source_type, source_name = path, "application/octet-stream", filename
             if info.video_codecs:

@@ -397,7 +397,9 @@ class RabbitTransport:
                 if not current.finished.is_set():
                     # Unacked, the message goes back to the queue; one handler at a time even across reconnections.
                     logger.warning("waiting for the running handler before reconnecting")
-                    current.finished.wait()
+                    # It is working, not hung: keep the heartbeat (the liveness probe's file) beating.
+                    while not current.finished.wait(1.0):
+                        on_alive()
             raise
 
     def _start(self, connection, channel, delivery_tag: int, body: bytes, handle: Handler, runner) -> _Delivery | None:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
-from videomp3 import broker
+from videomp3 import broker, workdirs
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ class WorkerCommand(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        # What a killed worker left (a partial download, an MP3 half written) goes now.
+        workdirs.remove_stale(settings.CONVERSION_TEMP_DIR)
         if type(self).housekeeping is not WorkerCommand.housekeeping:
             run_periodically(self.housekeeping, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
         logger.info("consuming queue %s", self.queue)
