@@ -31,8 +31,11 @@ class SizeLimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     The finished file carries `content_sha256`, the hex SHA-256 of its bytes, and `receive_seconds` and
     `hash_seconds`: how long its body took to arrive and be spooled, and the part of that spent hashing."""
 
+    unfinished = False  # a file is being received (uploads.middleware removes it if the body is cut off)
+
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
+        self.unfinished = True
         self.received = 0
         self.digest = hashlib.sha256()
         self.started = time.perf_counter()
@@ -42,6 +45,7 @@ class SizeLimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         self.received += len(raw_data)
         if self.received > settings.MAX_UPLOAD_SIZE:
             self.file.close()  # the temp file is deleted on close
+            self.unfinished = False
             raise UploadTooLarge()
         hashing_since = time.perf_counter()
         self.digest.update(raw_data)
@@ -50,6 +54,7 @@ class SizeLimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
 
     def file_complete(self, file_size):
         uploaded = super().file_complete(file_size)
+        self.unfinished = False
         uploaded.content_sha256 = self.digest.hexdigest()
         uploaded.hash_seconds = self.hash_seconds
         uploaded.receive_seconds = time.perf_counter() - self.started - self.hash_seconds

@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: answers /healthz, /readyz and /metrics before Host validation and SSL redirect (probes use the pod IP).
     "videomp3.health.HealthCheckMiddleware",
+    # Outside everything that may read a body: removes the spooled part of an upload cut off mid-way.
+    "uploads.middleware.PartialUploadCleanupMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -542,3 +542,53 @@ def test_range_headers_with_thousands_of_digits_answer_by_the_rfc_on_both_downlo
         else:
             assert response["Content-Range"] == f"bytes 0-{job.mp3_size - 1}/{job.mp3_size}"
             assert len(b"".join(response.streaming_content)) == job.mp3_size
+
+
+def test_a_client_that_drops_mid_upload_leaves_no_chunks_and_no_temp_file(world, tmp_path):
+    """20 MiB of a declared 100 MiB, then the connection is cut: nothing reaches GridFS while a body
+    arrives (only what a conversion needs is stored, after probing), and the spooled part is removed."""
+    import socket
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n".encode()
+    )
+    declared = 100 * 1024 * 1024
+    before = _state()
+    env = {**shared_service_env(tmp_path / "emails"), "FILE_UPLOAD_TEMP_DIR": str(spool)}
+    with web_server(tmp_path / "web.log", **env) as base_url:
+        address = urlsplit(base_url)
+        with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+            connection.sendall(
+                (
+                    f"POST /api/jobs/ HTTP/1.1\r\nHost: {address.hostname}\r\n"
+                    f"Authorization: Bearer {world.alice_tokens['access']}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {declared}\r\n\r\n"
+                ).encode()
+                + head
+            )
+            chunk = b"\0" * (1024 * 1024)
+            for _ in range(20):
+                connection.sendall(chunk)
+            assert wait_until_spooled(spool)  # the server was receiving it
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        # Closed with a reset: the worker's read fails and the request ends.
+        assert _wait(lambda: not list(spool.iterdir()), 30), list(spool.iterdir())
+        assert http_request("GET", f"{base_url}/healthz").status == 200
+    assert _state() == before  # files and chunks of every bucket, job rows, queue
+
+
+def wait_until_spooled(spool) -> bool:
+    return _wait(lambda: any(path.stat().st_size > 1024 * 1024 for path in spool.iterdir()), 30)
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
