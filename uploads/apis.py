@@ -1,10 +1,13 @@
+import base64
+import binascii
 import re
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import APIException, AuthenticationFailed
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -17,7 +20,7 @@ from uploads.downloads import mp3_response
 from uploads.models import Job
 from uploads.serializers import JobSerializer, PresetSerializer, UploadSerializer
 from uploads.upload_handlers import UploadTooLarge
-from videomp3.api_errors import error, error_responses
+from videomp3.api_errors import Refusal, error, error_responses
 
 # Multipart framing around the file: a request past this much over the limit cannot fit.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -28,33 +31,89 @@ class StoreUnavailable(APIException):
     default_detail = "The file store is unreachable right now; try again in a minute."
 
 
-def _check_body_length(request) -> Response | None:
-    """400 without Content-Length, 413 when it already says the body is too large, 429 over a quota: all
-    before the body is read.
+def _refuse_before_body(request, user) -> None:
+    """Raise the answer to an upload its headers already refuse: 400 without Content-Length, 413 when it
+    says the body is too large, 429 when the user is at a limit. Reads no byte of the body.
 
     Django reads no request body without Content-Length (a chunked upload would look like "no file").
     """
     raw = request.META.get("CONTENT_LENGTH") or ""
     try:
         length = int(raw)
-    except ValueError:
+    except ValueError:  # also thousands of digits, which int() refuses
         length = -1
     if length < 0:
-        return error(
+        raise Refusal(
             400,
             "The upload has no valid Content-Length header; send the file as an ordinary multipart/form-data "
             "request (chunked transfer encoding is not supported).",
-            code="length_required",
+            "length_required",
         )
     if length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
         raise UploadTooLarge()
-    # A user already at a limit is refused before the body arrives. What an upload stores (its audio,
-    # a few MB of a video of GBs) is only known once it is extracted: that is checked then.
+    # What an upload stores (its audio: a few MB of a video of GBs) is only known once it is extracted,
+    # and checked then; a user already at a limit is refused now.
     try:
-        services.quota_check(owner=request.user, incoming=1)
+        services.quota_check(owner=user, incoming=1)
     except services.QuotaExceeded as exc:
-        return _quota_response(exc)
-    return None
+        raise Refusal(429, str(exc), exc.code, retry_after=exc.retry_after) from None
+
+
+# RFC 9530 Repr-Digest, a structured-field dictionary: sha-256=:<base64 of the 32-byte digest>:
+_SHA256_DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/]{43}=):")
+
+
+def _declared_sha256(request) -> str | None:
+    match = _SHA256_DIGEST.search(request.META.get("HTTP_REPR_DIGEST", "")[:1024])
+    if match is None:
+        return None
+    try:
+        return base64.b64decode(match.group(1), validate=True).hex()
+    except binascii.Error:
+        return None
+
+
+class _UploadApi(APIView):
+    """An upload endpoint. What the headers already decide is answered before anything reads the body,
+    whoever signs the request in: DRF's session authentication runs Django's CSRF check, which reads
+    request.POST, so it would parse and spool the whole body first. The user is taken from the Bearer
+    token, or the session cookie, alone."""
+
+    parser_classes = [MultiPartParser]
+    reused_from_digest = None
+
+    def initial(self, request, *args, **kwargs):
+        user, by_token = self._user_from_headers(request) if request.method == "POST" else (None, False)
+        if user is not None:
+            if by_token:  # a page's session would need its CSRF token, which lives in the body
+                self.reused_from_digest = self._reuse_from_digest(request, user)
+            if self.reused_from_digest is None:
+                _refuse_before_body(request, user)
+        super().initial(request, *args, **kwargs)
+
+    def _user_from_headers(self, request):
+        for authenticator in request.authenticators:
+            if isinstance(authenticator, SessionAuthentication):
+                user = getattr(request._request, "user", None)  # from the session cookie; no body read
+                return (user, False) if user is not None and user.is_authenticated else (None, False)
+            try:
+                found = authenticator.authenticate(request)
+            except AuthenticationFailed:
+                return None, False  # DRF answers 401 with its sentence
+            if found is not None:
+                return found[0], True
+        return None, False
+
+    def _reuse_from_digest(self, request, user):
+        """A re-upload that declares its SHA-256 (Repr-Digest) and that dedup would serve is answered at
+        once, without its body: even over a quota, the MP3 exists. Its options come from the URL's query."""
+        sha256 = _declared_sha256(request)
+        if sha256 is None:
+            return None
+        options, refusal = _query_options(request)
+        if refusal is not None:
+            return None  # the ordinary path reads the body and says what is wrong
+        return services.job_create_from_digest(owner=user, content_sha256=sha256, options=options)
 
 
 def _single_upload(request, *, field: str | None):
@@ -77,9 +136,30 @@ def _quota_response(exc: services.QuotaExceeded) -> Response:
 
 
 def _requested_options(request):
-    """Per-job options from the form fields beside `file` and the JSON `options` field, or a 400 Response."""
+    """Per-job options from the form fields beside `file` and the JSON `options` field, or a 400 Response.
+
+    A request that declares its digest (Repr-Digest) carries them in the URL query instead, where
+    they are read before the body (_UploadApi); option fields in its body would go unread, so are refused."""
     form = {name: request.data.get(name) for name in request.data if name not in request.FILES and name != "options"}
-    raw, errors = conversion_options.merge_sources(form=form, json_text=request.data.get("options"))
+    if _declared_sha256(request) is not None:
+        if form or request.data.get("options") is not None:
+            return None, error(
+                400,
+                "With a Repr-Digest header, send the output options in the URL query (?preset=podcast&bitrate=96), "
+                "where they are read before the body.",
+                code="invalid_options",
+            )
+        return _query_options(request)
+    return _parsed_options(form, request.data.get("options"))
+
+
+def _query_options(request):
+    query = {name: request.query_params.get(name) for name in request.query_params if name != "options"}
+    return _parsed_options(query, request.query_params.get("options"))
+
+
+def _parsed_options(form: dict, json_text: str | None):
+    raw, errors = conversion_options.merge_sources(form=form, json_text=json_text)
     try:
         if errors:
             raise conversion_options.OptionsInvalid(errors)
@@ -90,6 +170,14 @@ def _requested_options(request):
 
 
 def _create_job_response(request, upload, *, created_status: int, options=None) -> Response:
+    declared = _declared_sha256(request)
+    if declared is not None and getattr(upload, "content_sha256", declared) != declared:
+        return error(
+            400,
+            "The file that arrived does not match its Repr-Digest header; it may have been damaged on the way. "
+            "Send it again.",
+            code="digest_mismatch",
+        )
     try:
         job = services.job_create(owner=request.user, upload=upload, options=options)
     except services.QuotaExceeded as exc:
@@ -115,12 +203,20 @@ PaginatedJobsSerializer = inline_serializer(
 # Any string reaches the view (a malformed one answers 400), but a job id is a UUID.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the job's id")
 UPLOAD_ERRORS = error_responses(400, 401, 413, 422, 429, 503)
+REPR_DIGEST = OpenApiParameter(
+    "Repr-Digest",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "RFC 9530 digest of the file, `sha-256=:<base64>:`. A re-upload that dedup can serve is answered at "
+        "once, without reading the body (Bearer token only); output options then go in the URL query."
+    ),
+)
 JOB_ERRORS = error_responses(400, 401, 404)
 
 
-class JobListCreateApi(APIView):
-    parser_classes = [MultiPartParser]
-
+class JobListCreateApi(_UploadApi):
     @extend_schema(
         operation_id="api_jobs_list",
         parameters=[OpenApiParameter("status", str, enum=[s.value for s in Job.Status], required=False)],
@@ -135,11 +231,14 @@ class JobListCreateApi(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobSerializer, **UPLOAD_ERRORS})
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        parameters=[REPR_DIGEST],
+        responses={202: JobSerializer, **UPLOAD_ERRORS},
+    )
     def post(self, request):
-        refusal = _check_body_length(request)
-        if refusal:
-            return refusal
+        if self.reused_from_digest is not None:
+            return Response(JobSerializer(self.reused_from_digest, context={"request": request}).data, status=202)
         upload, refusal = _single_upload(request, field="file")
         if refusal:
             return refusal
@@ -239,16 +338,17 @@ class JobMp3Api(APIView):
         return missing or _download(request, job)
 
 
-class OriginalUploadApi(APIView):
+class OriginalUploadApi(_UploadApi):
     """The original system's POST /upload: one multipart file under any field name; 200 as it answered."""
 
-    parser_classes = [MultiPartParser]
-
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={200: JobSerializer, **UPLOAD_ERRORS})
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        parameters=[REPR_DIGEST],
+        responses={200: JobSerializer, **UPLOAD_ERRORS},
+    )
     def post(self, request):
-        refusal = _check_body_length(request)
-        if refusal:
-            return refusal
+        if self.reused_from_digest is not None:
+            return Response(JobSerializer(self.reused_from_digest, context={"request": request}).data, status=200)
         upload, refusal = _single_upload(request, field=None)
         if refusal:
             return refusal

@@ -284,6 +284,32 @@ def job_create(*, owner, upload: UploadedFile, options: conversion_options.JobOp
     return job
 
 
+def job_create_from_digest(*, owner, content_sha256: str, options: conversion_options.JobOptions) -> Job | None:
+    """A job for a re-upload declared by its SHA-256 alone (RFC 9530 Repr-Digest), done at once with the
+    files of the owner's done job of that content and options; None when there is none (the body is
+    read then, as for any upload). Stores nothing, so no quota applies."""
+    options_key = options.key()
+    with transaction.atomic():
+        user_lock(user=owner)
+        earlier = _reusable_job(owner=owner, content_sha256=content_sha256, options_key=options_key)
+        if earlier is None:
+            return None
+        probed = ("original_filename", "size", "container", "audio_codec", "video_codec", "duration")
+        job = Job.objects.create(
+            owner=owner,
+            content_sha256=content_sha256,
+            audio_streams=earlier.audio_streams,
+            source_tags=earlier.source_tags,
+            options=options.canonical(),
+            options_key=options_key,
+            **{field: getattr(earlier, field) for field in probed},
+            **_reused_fields(earlier),
+        )
+        transaction.on_commit(partial(_publish_mp3_message, job.id))  # ready at once: say so
+    logger.info("job %s reuses the MP3 of job %s, declared by its digest (body not read)", job.id, earlier.id)
+    return job
+
+
 def _store_for_conversion_or_refuse(*args, **kwargs) -> dict:
     try:
         return _store_for_conversion(*args, **kwargs)

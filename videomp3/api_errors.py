@@ -19,6 +19,16 @@ def _first_message(errors) -> str:
     return str(errors)
 
 
+class Refusal(exceptions.APIException):
+    """A refusal with a sentence, a code and, for limits, a Retry-After: raised where no view answers yet."""
+
+    def __init__(self, status_code: int, sentence: str, code: str, *, retry_after: int | None = None):
+        self.status_code = status_code
+        super().__init__(sentence, code)
+        self.refusal_code = code
+        self.retry_after = retry_after
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
@@ -54,6 +64,10 @@ def exception_handler(exc, context):
                 "(or refresh it at POST /api/auth/token/refresh/)."
             )
         response.data = {"detail": sentence, "code": code}
+    elif isinstance(exc, Refusal):
+        response.data = {"detail": str(exc.detail), "code": exc.refusal_code}
+        if exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, exceptions.Throttled) and exc.wait:
         response["Retry-After"] = str(int(exc.wait) + 1)
     return response
