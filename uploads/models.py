@@ -79,6 +79,11 @@ class Job(models.Model):
     notify_claimed_until = models.DateTimeField(null=True, blank=True)
     # When the `mp3` message was last published, so the sweeper re-publishes a lost one only now and then.
     mp3_published_at = models.DateTimeField(null=True, blank=True)
+    # Emails that could not be sent: how many tries failed, when the next is due (backoff; the sweeper
+    # publishes it then), and the last failure, said for operators.
+    notify_attempts = models.PositiveIntegerField(default=0)
+    notify_retry_at = models.DateTimeField(null=True, blank=True)
+    notify_error = models.TextField(blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

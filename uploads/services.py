@@ -25,6 +25,7 @@ from conversion import options as conversion_options
 from uploads import selectors, storage
 from uploads.models import Job
 from videomp3 import broker, workdirs
+from videomp3.backoff import retry_delay
 from videomp3.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -516,7 +517,7 @@ def job_retry_later(*, job_id, lease_owner: str, reason: str) -> str:
             transient_failures=failures,
         )
         return "failed"
-    delay = min(settings.RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), 3600)
+    delay = retry_delay(failures, base=settings.RETRY_BACKOFF_SECONDS)
     Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
         status=Job.Status.QUEUED,
         progress=0,
@@ -636,14 +637,17 @@ def jobs_sweep() -> dict[str, int]:
         ):
             job_source_video_discard(job=job)
 
-    stale = now - timedelta(seconds=settings.STALE_NOTIFICATION_SECONDS)
-    for job_id in Job.objects.filter(
-        Q(status=Job.Status.DONE, notified_at__isnull=True, finished_at__lt=now - timedelta(seconds=2))
-        & (Q(mp3_published_at__isnull=True) | Q(mp3_published_at__lt=stale))
-        & (Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=now))
-    ).values_list("id", flat=True):
-        _publish_mp3_message(job_id)
-        counts["notifications"] += 1
+    # An email whose retry is due, or whose message was lost: published again, claimed like a state
+    # change so that of the sweepers that saw it only one publishes it.
+    lost = Q(notify_retry_at__isnull=True, finished_at__lt=_database_now_plus(-2)) & (
+        Q(mp3_published_at__isnull=True)
+        | Q(mp3_published_at__lt=_database_now_plus(-settings.STALE_NOTIFICATION_SECONDS))
+    )
+    waiting = _notification_due() & (lost | Q(notify_retry_at__isnull=False))
+    for job_id in Job.objects.filter(waiting).values_list("id", flat=True):
+        if Job.objects.filter(waiting, id=job_id).update(mp3_published_at=DatabaseNow(), notify_retry_at=None):
+            _publish_mp3_message(job_id)
+            counts["notifications"] += 1
     return counts
 
 
@@ -785,13 +789,31 @@ def job_source_video_discard(*, job: Job) -> None:
     Job.objects.filter(id=job.id).update(video_file_id="")
 
 
-def job_claim_notification(*, job_id, seconds: int = 60) -> Job | None:
-    """Hold the right to send this job's email for a while; None when it was sent or another notifier is sending."""
-    claimed = Job.objects.filter(
-        Q(id=job_id, status=Job.Status.DONE, notified_at__isnull=True)
+def _notification_due() -> Q:
+    """Done, not notified, not being sent by a notifier, not waiting out a backoff, not given up."""
+    return (
+        Q(status=Job.Status.DONE, notified_at__isnull=True, notify_attempts__lt=settings.NOTIFY_MAX_ATTEMPTS)
         & (Q(notify_claimed_until__isnull=True) | Q(notify_claimed_until__lt=DatabaseNow()))
-    ).update(notify_claimed_until=_database_now_plus(seconds))
+        & (Q(notify_retry_at__isnull=True) | Q(notify_retry_at__lte=DatabaseNow()))
+    )
+
+
+def job_claim_notification(*, job_id, seconds: int = 60) -> Job | None:
+    """Hold the right to send this job's email for a while; None when it was sent, another notifier is
+    sending it, its next try is not due yet, or it was given up."""
+    claimed = Job.objects.filter(_notification_due(), id=job_id).update(
+        notify_claimed_until=_database_now_plus(seconds)
+    )
     return Job.objects.select_related("owner").get(id=job_id) if claimed else None
+
+
+def job_renew_notification_claim(*, job_id, seconds: int) -> bool:
+    """Extend the claim while a slow mail server is still taking the email; False once it is no longer held."""
+    return bool(
+        Job.objects.filter(id=job_id, notified_at__isnull=True, notify_claimed_until__isnull=False).update(
+            notify_claimed_until=_database_now_plus(seconds)
+        )
+    )
 
 
 def job_record_notification(*, job_id) -> None:
@@ -801,9 +823,27 @@ def job_record_notification(*, job_id) -> None:
     )
 
 
-def job_release_notification(*, job_id) -> None:
-    """The send failed: let the redelivered message try again at once."""
-    Job.objects.filter(id=job_id, notified_at__isnull=True).update(notify_claimed_until=None)
+def job_notification_failed(*, job_id, reason: str) -> str:
+    """The send failed: try again after a backoff (the sweeper publishes the job when it is due), or give
+    up past NOTIFY_MAX_ATTEMPTS, leaving one trace in the dead-letter queue. "retrying" or "given up".
+
+    The message itself is acknowledged, not requeued: a mail server down for an hour costs a handful of
+    tries per job, not a requeue storm into the dead-letter queue."""
+    attempts = Job.objects.get(id=job_id).notify_attempts + 1
+    give_up = attempts >= settings.NOTIFY_MAX_ATTEMPTS
+    delay = retry_delay(attempts, base=settings.NOTIFY_RETRY_BASE_SECONDS)
+    Job.objects.filter(id=job_id, notified_at__isnull=True).update(
+        notify_attempts=attempts,
+        notify_error=reason[:1000],
+        notify_claimed_until=None,
+        notify_retry_at=None if give_up else _database_now_plus(delay),
+    )
+    if give_up:
+        logger.error("job %s: its email failed %d times; given up: %s", job_id, attempts, reason)
+        _dead_letter(broker.MP3, job_id, f"email failed {attempts} times: {reason}")
+        return "given up"
+    logger.warning("job %s: its email failed (%s); try %d in %.0f s", job_id, reason, attempts + 1, delay)
+    return "retrying"
 
 
 def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:

@@ -221,6 +221,10 @@ STALE_QUEUED_SECONDS = env_int("STALE_QUEUED_SECONDS", 600)
 STALE_NOTIFICATION_SECONDS = env_int("STALE_NOTIFICATION_SECONDS", 120)
 # A notifier holds a job this long while sending its email; one that dies while sending frees it after this.
 NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 60)
+# An email that could not be sent (the mail server down, refusing or silent) is tried again after an
+# exponential backoff from NOTIFY_RETRY_BASE_SECONDS (capped at an hour), at most NOTIFY_MAX_ATTEMPTS times.
+NOTIFY_RETRY_BASE_SECONDS = env_int("NOTIFY_RETRY_BASE_SECONDS", 30)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 10)
 # Workers that died while converting the same job this many times fail it (a file that kills ffmpeg or the worker).
 MAX_CRASH_RECOVERIES = env_int("MAX_CRASH_RECOVERIES", 5)
 # A store (MongoDB) unreachable during a conversion is retried with exponential backoff this many times.
@@ -252,6 +256,9 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds one SMTP operation may take: a server that accepts the connection and never answers must not
+# hold a notifier forever (Django's default is no timeout at all).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "videomp3 <noreply@localhost>")
 # django-anymail: ANYMAIL_<SETTING> variables become ANYMAIL["<SETTING>"], e.g. ANYMAIL_MAILGUN_API_KEY.
 ANYMAIL = {

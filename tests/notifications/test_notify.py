@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from notifications.services import job_notify
 from tests.factories import user_create
@@ -42,13 +45,28 @@ def test_jobs_that_are_not_done_are_not_notified():
     assert mail.outbox == []
 
 
-def test_a_failed_send_is_not_recorded_so_the_redelivery_sends_it(settings):
+def test_a_failed_send_waits_out_its_backoff_then_the_next_try_sends_it(settings):
     job = done_job()
     settings.EMAIL_BACKEND = "tests.notifications.failing_backend.EmailBackend"
-    with pytest.raises(ConnectionError):
-        job_notify(job_id=str(job.id))
+    assert job_notify(job_id=str(job.id)) is False  # acknowledged, not requeued: the retry is in the row
     job.refresh_from_db()
-    assert job.notified_at is None
+    assert job.notified_at is None and job.notify_attempts == 1 and job.notify_retry_at is not None
+    assert "unreachable" in job.notify_error
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert job_notify(job_id=str(job.id)) is False  # a redelivery before its time is not a try
+    Job.objects.filter(id=job.id).update(notify_retry_at=timezone.now() - timedelta(seconds=1))
     assert job_notify(job_id=str(job.id)) is True
     assert len(mail.outbox) == 1
+
+
+def test_an_email_is_given_up_after_its_last_try(settings):
+    job = done_job()
+    settings.EMAIL_BACKEND = "tests.notifications.failing_backend.EmailBackend"
+    settings.NOTIFY_MAX_ATTEMPTS = 2
+    for _ in range(2):
+        Job.objects.filter(id=job.id).update(notify_retry_at=None)
+        assert job_notify(job_id=str(job.id)) is False
+    job.refresh_from_db()
+    assert job.notify_attempts == 2 and job.notify_retry_at is None
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert job_notify(job_id=str(job.id)) is False and mail.outbox == []
