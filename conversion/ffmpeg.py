@@ -529,8 +529,6 @@ def measure_loudness(
     # fmt: on
     stderr = _run_ffmpeg(
         command,
-        duration=None,
-        on_progress=None,
         should_cancel=should_cancel,
         limits=limits,
         output=None,
@@ -591,16 +589,7 @@ def _grab_frame(source, destination, *, input_seek: float, output_seek: float, l
     ]
     # fmt: on
     try:
-        _run_ffmpeg(
-            command,
-            duration=None,
-            on_progress=None,
-            should_cancel=None,
-            limits=limits,
-            output=destination,
-            source_url=source_url,
-            destination_url=destination_url,
-        )
+        _run_ffmpeg(command, limits=limits, output=destination, source_url=source_url, destination_url=destination_url)
     except MediaError:
         return False
     return os.path.exists(destination) and os.path.getsize(destination) > 0
@@ -646,16 +635,7 @@ def extract_audio(
     ]
     # fmt: on
     try:
-        _run_ffmpeg(
-            command,
-            duration=None,
-            on_progress=None,
-            should_cancel=None,
-            limits=limits,
-            output=destination,
-            source_url=source_url,
-            destination_url=destination_url,
-        )
+        _run_ffmpeg(command, limits=limits, output=destination, source_url=source_url, destination_url=destination_url)
     except MediaError as exc:
         if exc.code == "decode_failed" and any(_MUXER_REFUSED_RE.search(line) for line in exc.ffmpeg_lines):
             return False
@@ -668,9 +648,9 @@ def extract_audio(
 def _run_ffmpeg(
     command: list[str],
     *,
-    duration: float | None,
-    on_progress: Callable[[int], None] | None,
-    should_cancel: Callable[[], bool] | None,
+    duration: float | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
     limits: ChildLimits | None,
     output: str | os.PathLike | None,
     source_url: str,

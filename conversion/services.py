@@ -14,10 +14,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections
 
 from conversion import ffmpeg
 from conversion import options as conversion_options
@@ -25,6 +25,7 @@ from uploads import selectors as job_selectors
 from uploads import services as job_services
 from uploads import storage
 from videomp3 import broker, failpoints, workdirs
+from videomp3.renewal import RenewedWhileRunning
 from videomp3.timing import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -37,43 +38,10 @@ class ConversionHandedBack(Exception):
     """The worker is stopping: the job went back to the queue."""
 
 
-class _Lease:
-    """Renews the attempt's lease from a thread for as long as the attempt works; `lost` is set when
-    the job was taken away (deleted, or recovered by the sweeper after this worker stalled)."""
-
-    def __init__(self, job_id, owner: str):
-        self.job_id = job_id
-        self.owner = owner
-        self.lost = threading.Event()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
-
-    def _renew(self) -> None:
-        interval = max(1.0, settings.JOB_LEASE_SECONDS / 3)
-        try:
-            while not self._done.wait(interval):
-                try:
-                    if not job_services.job_renew_lease(job_id=self.job_id, lease_owner=self.owner):
-                        self.lost.set()
-                        return
-                except Exception:  # noqa: BLE001 - the database may come back before the lease runs out
-                    logger.warning("could not renew the lease of job %s; trying again", self.job_id, exc_info=True)
-        finally:
-            connections.close_all()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._done.set()
-        self._thread.join()
-
-
 class _CancelWatch:
     """should_cancel for ffmpeg: hand the job back, the lease was lost, or the job was deleted."""
 
-    def __init__(self, job_id, lease: _Lease, hand_back: threading.Event):
+    def __init__(self, job_id, lease: RenewedWhileRunning, hand_back: threading.Event):
         self.job_id = job_id
         self.lease = lease
         self.hand_back = hand_back
@@ -193,11 +161,18 @@ def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str
     failpoints.reached("claimed", job.id)
     broker.ack_current_message()  # the claim is committed: the database drives recovery from here
     logger.info("converting job %s (%s), attempt %d", job.id, job.original_filename, job.attempts)
-    with _Lease(job.id, owner) as lease:
+    # Renewed from a thread while the attempt works; `lost` once the job was taken away (deleted, or
+    # recovered by the sweeper after this worker stalled).
+    lease = RenewedWhileRunning(
+        partial(job_services.job_renew_lease, job_id=job.id, lease_owner=owner),
+        every=max(1.0, settings.JOB_LEASE_SECONDS / 3),
+        name=f"the lease of job {job.id}",
+    )
+    with lease:
         return _convert_claimed(job, owner, lease, hand_back)
 
 
-def _convert_claimed(job, owner: str, lease: _Lease, hand_back: threading.Event) -> str:
+def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: threading.Event) -> str:
     watch = _CancelWatch(job.id, lease, hand_back)
     mp3_id = job_services.mp3_file_id_for(job.id, attempt=owner)
     # queue: from the upload's commit to this claim.

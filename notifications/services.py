@@ -5,54 +5,23 @@ is the one window in which a second email can go out (see the README's Guarantee
 """
 
 import logging
-import threading
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import connections
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from uploads import selectors as job_selectors
 from uploads import services as job_services
 from videomp3 import broker, failpoints
+from videomp3.renewal import RenewedWhileRunning
 
 logger = logging.getLogger(__name__)
 
 
 def job_page_url(job_id) -> str:
     return settings.PUBLIC_URL + reverse("job-page", args=[job_id])
-
-
-class _ClaimHeld:
-    """Renews the notification claim from a thread while the email is being sent: a slow mail server
-    (each answer within EMAIL_TIMEOUT, the whole send longer than NOTIFY_CLAIM_SECONDS) must not let
-    the sweeper hand the same email to another notifier."""
-
-    def __init__(self, job_id):
-        self.job_id = job_id
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"notify-claim-{job_id}", daemon=True)
-
-    def _renew(self) -> None:
-        seconds = settings.NOTIFY_CLAIM_SECONDS
-        try:
-            while not self._done.wait(max(0.5, seconds / 3)):
-                try:
-                    if not job_services.job_renew_notification_claim(job_id=self.job_id, seconds=seconds):
-                        return
-                except Exception:  # noqa: BLE001 - the database may be back before the claim runs out
-                    logger.warning("could not renew the email claim of job %s", self.job_id, exc_info=True)
-        finally:
-            connections.close_all()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._done.set()
-        self._thread.join()
 
 
 def _failure(exc: Exception) -> str:
@@ -79,7 +48,11 @@ def job_notify(*, job_id: str) -> bool:
     )
     message.attach_alternative(render_to_string("notifications/mp3_ready.html", context), "text/html")
     try:
-        with _ClaimHeld(job.id):
+        # A slow mail server (each answer within EMAIL_TIMEOUT, the whole send longer than the claim)
+        # must not let the sweeper hand the same email to another notifier: the claim is renewed meanwhile.
+        seconds = settings.NOTIFY_CLAIM_SECONDS
+        renew = partial(job_services.job_renew_notification_claim, job_id=job.id, seconds=seconds)
+        with RenewedWhileRunning(renew, every=max(0.5, seconds / 3), name=f"the email claim of job {job.id}"):
             message.send()
     except Exception as exc:  # noqa: BLE001 - whatever the mail server or provider did, try again later
         job_services.job_notification_failed(job_id=job.id, reason=_failure(exc))

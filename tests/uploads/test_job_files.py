@@ -1,16 +1,14 @@
 """A job's files leave GridFS however the job goes: deleted through the API or the admin, with its owner,
 two sharing jobs deleted at once, retention racing a delete. Real MariaDB (REPEATABLE READ) and SecantusDB."""
 
-import threading
-
 import pytest
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
 from conversion.services import job_convert
 from tests.factories import user_create
 from tests.support import media
+from tests.support.concurrency import at_once
 from tests.support.pipeline import stored_files_and_orphan_chunks
 from uploads import services, storage
 from uploads.models import Job
@@ -39,23 +37,6 @@ def shared_pair(client, path) -> tuple[Job, Job]:
     second = Job.objects.get(id=upload(client, path))
     assert second.reused_from is not None
     return Job.objects.get(id=first), second
-
-
-def at_once(*calls):
-    start = threading.Barrier(len(calls))
-
-    def run(call):
-        try:
-            start.wait()
-            call()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def admin_client() -> Client:

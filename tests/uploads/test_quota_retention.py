@@ -1,13 +1,11 @@
 """Per-user quotas (stored bytes, jobs in progress) and retention, against real MariaDB/SQLite, SecantusDB, RabbitMQ, ffmpeg."""
 
-import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -15,6 +13,7 @@ from conversion.management.commands.run_converter import Command as ConverterCom
 from conversion.services import job_convert
 from tests.factories import user_create
 from tests.support import media
+from tests.support.concurrency import at_once
 from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
 from uploads import selectors, services, storage
 from uploads.models import Job
@@ -191,24 +190,13 @@ def test_two_parallel_uploads_cannot_both_squeeze_under_the_limit(alice, media_f
     """Both pass the early check (before ffprobe); the second check, under a lock on the user's row, lets one in."""
     settings.QUOTA_QUEUED_JOBS_PER_USER = 1
     wav = media.make_media(media_files, "wav_pcm")
-    start = threading.Barrier(2)
-    statuses = []
 
     def send():
         client = APIClient()
         client.force_authenticate(alice.user)
-        start.wait()
-        try:
-            statuses.append(upload(client, wav).status_code)
-        finally:
-            connections.close_all()
+        return upload(client, wav).status_code
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(statuses) == [202, 429]
+    assert sorted(at_once(send, send)) == [202, 429]
     assert Job.objects.count() == 1
     assert stored_files_and_orphan_chunks(storage.SOURCES) == (1, 0)  # the refused upload's audio was deleted again
 

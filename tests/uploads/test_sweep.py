@@ -2,16 +2,15 @@
 like a state change, and every way back to `queued` restarts the publishing grace period."""
 
 import io
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from conversion.services import job_convert
 from notifications.services import job_notify
 from tests.factories import job_create
+from tests.support.concurrency import at_once
 from uploads import services, storage
 from uploads.models import Job
 from videomp3 import broker
@@ -27,20 +26,7 @@ def test_parallel_sweepers_publish_a_stuck_job_once(rabbitmq):
     broker.declare_queues()
     job = job_create()  # queued, never published (the broker was down at upload, say)
     Job.objects.filter(id=job.id).update(updated_at=_long_ago())
-    start = threading.Barrier(6)
-
-    def sweep():
-        try:
-            start.wait()
-            services.jobs_sweep()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=sweep) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(*[services.jobs_sweep] * 6)
     assert broker.queue_depth(broker.VIDEO) == 1
     assert Job.objects.get(id=job.id).published_at is not None
 
