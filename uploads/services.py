@@ -705,9 +705,8 @@ def job_delete(*, job: Job) -> Job | None:
             **{field: "" for _bucket, field in JOB_FILE_FIELDS if field != "mp3_file_id"},
         )
         if cancelled:
-            transaction.on_commit(partial(job_files_release, job))
-            job.refresh_from_db()
-            return job
+            transaction.on_commit(partial(job_files_release, job))  # `job` still names the files
+            return Job.objects.get(id=job.id)
         Job.objects.filter(id=job.id).delete()  # its files go after the commit (job_row_deleted)
     return None
 
