@@ -557,33 +557,44 @@ SILENT_AUDIO = "This audio is silent, so it cannot be loudness-normalized. Conve
 
 
 def grab_frame(
-    source: str | os.PathLike, destination: str | os.PathLike, *, at: float, limits: ChildLimits | None = None
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    *,
+    at: float,
+    container: str = "",
+    limits: ChildLimits | None = None,
 ) -> bool:
     """Write the video frame at `at` seconds as a JPEG of the video's dimensions; False when there is none.
 
-    ffmpeg seeks the input to COVER_SEEK_LEAD seconds before `at` and decodes the rest of the way: a
-    seek in a container without an index (MPEG-TS) lands on a key frame after the asked time, and a
-    short clip may have one key frame only. Should that still give nothing (a longer key frame
-    interval), the video is decoded from its start up to `at`.
+    A container with an index (MP4, MKV, ...) is seeked to `at` directly: ffmpeg decodes from the key
+    frame before it. One without (MPEG-TS, MPEG-PS) would land on a key frame after the asked time, so
+    it is seeked COVER_SEEK_LEAD seconds early and decoded the rest of the way. Should that give nothing
+    (a longer key frame interval, a clip with one key frame), the video is decoded from its start.
     """
-    lead = min(at, COVER_SEEK_LEAD)
+    if _UNINDEXED_ALIASES.isdisjoint(container.split(",")):
+        lead = 0.0
+    else:
+        lead = min(at, COVER_SEEK_LEAD)
     return _grab_frame(source, destination, input_seek=at - lead, output_seek=lead, limits=limits) or (
         at > lead and _grab_frame(source, destination, input_seek=0.0, output_seek=at, limits=limits)
     )
 
 
-# Seconds decoded before a cover frame's time: longer than the key frame interval of nearly every video.
+# Seconds decoded before a cover frame's time in a container without an index: longer than the key
+# frame interval of nearly every video.
 COVER_SEEK_LEAD = 5.0
+_UNINDEXED_ALIASES = frozenset({"mpegts", "mpeg", "mpegvideo"})
 
 
 def _grab_frame(source, destination, *, input_seek: float, output_seek: float, limits: ChildLimits | None) -> bool:
     source_url, destination_url = _file_url(source), _file_url(destination)
     # No input seek at all from the start: a seek to 0 in an FLV gave no frame at all (ffmpeg 5.1).
     seek = ["-ss", f"{input_seek:.3f}"] if input_seek > 0 else []
+    output = ["-ss", f"{output_seek:.3f}"] if output_seek > 0 else []
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), *seek, "-i", source_url, "-ss", f"{output_seek:.3f}",
+        *_input_options(), *seek, "-i", source_url, *output,
         # 0:V is video that is not an attached picture.
         "-map", "0:V:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg", destination_url,
     ]

@@ -136,7 +136,7 @@ def _cover(job, encoding, source: Path, workdir: Path, *, limits) -> Path | None
         return destination
     if job.source_file_id:
         return None  # the upload had no frame at that time
-    if not ffmpeg.grab_frame(source, destination, at=at, limits=limits):
+    if not ffmpeg.grab_frame(source, destination, at=at, container=job.container, limits=limits):
         logger.info("job %s: no video frame at %.3f s, so the MP3 gets no cover", job.id, at)
         return None
     return destination

@@ -201,7 +201,7 @@ def _store_for_conversion(
                 cover = Path(workdir) / "cover.jpg"
                 at = conversion_options.cover_grab_time(options, duration=info.duration)
                 with timer.phase("cover"):
-                    grabbed = ffmpeg.grab_frame(path, cover, at=at, limits=limits)
+                    grabbed = ffmpeg.grab_frame(path, cover, at=at, container=info.container, limits=limits)
                 if grabbed:
                     kept = save(storage.SOURCES, cover, name=f"{stem}.jpg", content_type="image/jpeg")
                     fields.update(cover_file_id=kept.file_id, cover_size=kept.size)

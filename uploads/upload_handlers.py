@@ -8,6 +8,8 @@ second read of the file.
 """
 
 import hashlib
+import queue
+import threading
 import time
 
 from django.conf import settings
@@ -37,25 +39,56 @@ class SizeLimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         super().new_file(*args, **kwargs)
         self.unfinished = True
         self.received = 0
-        self.digest = hashlib.sha256()
         self.started = time.perf_counter()
-        self.hash_seconds = 0.0
+        self.hashing = _Hashing()
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
         if self.received > settings.MAX_UPLOAD_SIZE:
             self.file.close()  # the temp file is deleted on close
             self.unfinished = False
+            self.hashing.finish()
             raise UploadTooLarge()
-        hashing_since = time.perf_counter()
-        self.digest.update(raw_data)
-        self.hash_seconds += time.perf_counter() - hashing_since
+        self.hashing.feed(raw_data)
         return super().receive_data_chunk(raw_data, start)
 
     def file_complete(self, file_size):
         uploaded = super().file_complete(file_size)
         self.unfinished = False
-        uploaded.content_sha256 = self.digest.hexdigest()
-        uploaded.hash_seconds = self.hash_seconds
-        uploaded.receive_seconds = time.perf_counter() - self.started - self.hash_seconds
+        received = time.perf_counter()
+        uploaded.content_sha256 = self.hashing.finish()
+        # hash: what hashing added after the last byte arrived (it overlaps the receiving otherwise).
+        uploaded.hash_seconds = time.perf_counter() - received
+        uploaded.receive_seconds = received - self.started
         return uploaded
+
+    def upload_interrupted(self):
+        if getattr(self, "hashing", None) is not None:
+            self.hashing.finish()
+        super().upload_interrupted()
+
+
+class _Hashing:
+    """SHA-256 of the body computed on a thread of its own while the request's thread parses the body and
+    writes it to disk: hashlib releases the GIL on large buffers, so on two cores the hash costs the
+    upload almost nothing (it was 0.15 s per 256 MiB on the request's thread)."""
+
+    def __init__(self):
+        self._digest = hashlib.sha256()
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="upload-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._digest.update(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def finish(self) -> str:
+        """Wait for the last chunk; the hex digest."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+        return self._digest.hexdigest()
