@@ -3,15 +3,14 @@
 import sys
 import time
 
-from bench import api_reads, conversion_overhead, converter_memory, latency, stream_copy, upload, worker_scaling
+from bench import _common, api_reads, converter_memory, default_path, stream_copy, upload, worker_scaling
 
 SCRIPTS = [
-    ("conversion_overhead", conversion_overhead.main),
-    ("converter_memory", converter_memory.main),
-    ("stream_copy", stream_copy.main),
+    ("default_path", default_path.main),
     ("upload", upload.main),
     ("worker_scaling", worker_scaling.main),
-    ("latency", latency.main),
+    ("converter_memory", converter_memory.main),
+    ("stream_copy", stream_copy.main),
     ("api_reads", api_reads.main),
 ]
 
@@ -20,7 +19,7 @@ def main() -> int:
     started = time.perf_counter()
     failed = []
     for name, run in SCRIPTS:
-        print(f"\n### {name}", flush=True)
+        print(f"\n### {name} (load average {_common.load_average()})", flush=True)
         try:
             run([])
         except Exception as exc:  # noqa: BLE001 - one broken script must not hide the others' figures

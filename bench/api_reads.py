@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
         from conversion import services
         from uploads.models import Job
 
-        template = _common.make_job(clip)
+        template = _common.stored_upload(clip, email="bench@example.com")  # the owner authorization() signs for
         if services.job_convert(job_id=str(template.id)) != "done":
             raise RuntimeError("could not make the MP3 to download")
         job = Job.objects.get(id=template.id)
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
             "download": ("GET /download?fid=…", f"/download?fid={urllib.parse.quote(job.mp3_file_id)}"),
         }
         rows, results = [], {}
-        with _common.gunicorn(workdir) as (base_url, _worker):
+        with _common.gunicorn(workdir) as (base_url, _master, _log):
             for name, (label, path) in endpoints.items():
                 _load(base_url, path, authorization, args.clients * 5, args.clients)  # warm-up
                 rps, p50, p99 = _load(base_url, path, authorization, args.requests, args.clients)

@@ -1,4 +1,4 @@
-"""4. Stream copy: converting MP3-in-container with `-c:a copy` against re-encoding the same input.
+"""5. Stream copy: converting MP3-in-container with `-c:a copy` against re-encoding the same input.
 
 Both sides run conversion.ffmpeg.convert_to_mp3 with the arguments conversion/options.py builds for
 the job (the default, which copies, vs stream_copy=False), on the same local file, paired run by run; the speedup is
@@ -21,8 +21,8 @@ TARGET = 10.0
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=600)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=2 if _common.smoke() else 600)
+    parser.add_argument("--runs", type=int, default=1 if _common.smoke() else 5)
     args = parser.parse_args(argv)
     source = _common.mp3_in_container(args.seconds)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videomp3.settings")

@@ -1,16 +1,20 @@
-"""4. Worker scaling: 20 one-minute clips through 1 converter vs 2 converters (real processes, real RabbitMQ).
+"""3. Worker scaling: 20 one-minute clips through 1 converter vs 2 converters (real processes, real RabbitMQ).
 
-One video is stored once and 20 jobs point at it (KEEP_SOURCE_VIDEOS=1), so every run converts the same
-bytes. Each configuration starts its `manage.py run_converter` processes, warms them with one job, then
-publishes the 20 and times until all are done. Paired runs, medians.
+The one-minute 720p clip goes through the web role's own upload code once (uploads.services.job_create,
+in-process: probe, audio stream-copied into a small QuickTime file, cover frame, GridFS bucket `sources`);
+then 20 queued jobs share that job's source_file_id and cover_file_id and copy its probed fields. Each job
+is then exactly the work a converter does for a unique upload of that clip (download the small source,
+encode with the default options, embed the cover, store the MP3), and the batch measures the converters
+alone, not 20 uploads through the web role on the same 2 cores. Each configuration starts its
+`manage.py run_converter` processes, warms each with one job, then publishes the 20 and times until the
+last row reads done. Paired runs (1, then 2 converters), medians.
 
-Usage: python -m bench.worker_scaling [--clips 20] [--seconds 60] [--runs 5]
+Usage: python -m bench.worker_scaling [--clips 20] [--seconds 60] [--runs 3]
 """
 
 import argparse
 import os
 import time
-from pathlib import Path
 
 from bench import _common
 
@@ -36,74 +40,74 @@ def _all_done(jobs, timeout: float) -> None:
         raise RuntimeError(f"{failed} of {len(ids)} jobs did not end done")
 
 
-def _busy_cpu_seconds(pids: list[int] | None = None) -> float:
-    """CPU seconds used so far: by the whole machine (pids None, from /proc/stat) or by these processes."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    if pids is None:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-        return (sum(fields) - fields[3] - fields[4]) / ticks  # all but idle and iowait
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except OSError:
-            continue
-    return total / ticks
-
-
-def _secantus_pids(workdir) -> list[int]:
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if str(workdir / "secantus").encode() in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return pids
+def _phase(workdir, converters: int, job_id) -> dict:
+    """The job's `conversion timings` (logged by whichever converter took it, just after the row read done)."""
+    logs = [workdir / f"converter-{converters}-{i}.log" for i in range(converters)]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for log in logs:
+            if f"conversion timings job={job_id}" in log.read_text(errors="replace"):
+                return _common.phase_timings(log, "conversion", job_id)
+        time.sleep(0.05)
+    raise RuntimeError(f"no converter logged the timings of job {job_id}")
 
 
 def _batch_seconds(template, converters: int, clips: int, workdir, usage: dict) -> float:
-    from tests.support.processes import manage_command, stop_process
     from videomp3 import broker
 
     processes = [
-        manage_command(["run_converter"], workdir / f"converter-{converters}-{i}.log") for i in range(converters)
+        _common.role(["run_converter"], workdir / f"converter-{converters}-{i}.log") for i in range(converters)
     ]
     try:
         for job in (warm := _jobs(template, converters)):
             broker.publish(broker.VIDEO, str(job.id))
         _all_done(warm, timeout=300)
         jobs = _jobs(template, clips)
-        secantus = _secantus_pids(workdir)
-        machine_before, secantus_before = _busy_cpu_seconds(), _busy_cpu_seconds(secantus)
+        secantus, converter_pids = _common.secantus_pids(workdir), [p.pid for p in processes]
+
+        def cpu() -> tuple[float, float, float]:
+            return (
+                _common.busy_cpu_seconds(),
+                _common.busy_cpu_seconds(secantus),
+                _common.busy_cpu_seconds(converter_pids, reaped_children=True),
+            )
+
+        before = cpu()
         started = time.perf_counter()
         for job in jobs:
             broker.publish(broker.VIDEO, str(job.id))
         _all_done(jobs, timeout=clips * 60 + 120)
         elapsed = time.perf_counter() - started
-        # What bounds the speed-up: how many of the cores were busy, and how much of one core SecantusDB
-        # (a single Python process serving every GridFS read) kept busy.
-        usage.setdefault("cores_busy", []).append((_busy_cpu_seconds() - machine_before) / elapsed)
-        usage.setdefault("secantus_core", []).append((_busy_cpu_seconds(secantus) - secantus_before) / elapsed)
+        after = cpu()
+        # What bounds the speed-up: how many of the cores were busy, how much of them the converters (with
+        # their ffmpeg children) and SecantusDB (one Python process serving every GridFS read and write) took.
+        for key, used in zip(
+            ("cores_busy", "secantus_core", "converters_cores"),
+            (a - b for a, b in zip(after, before, strict=True)),
+            strict=True,
+        ):
+            usage.setdefault(key, []).append(used / elapsed)
+        # Each job's own phases (the converter's `conversion timings` line): how much slower one job gets.
+        for phase in ("download", "encode", "store"):
+            usage.setdefault(phase, []).append(
+                _common.median([_phase(workdir, converters, job.id).get(phase, 0.0) for job in jobs])
+            )
         return elapsed
     finally:
         for process in processes:
-            stop_process(process)
+            _common.stop(process)
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=2 if _common.smoke() else 20)
     parser.add_argument("--seconds", type=int, default=2 if _common.smoke() else 60)
-    parser.add_argument("--runs", type=int, default=1 if _common.smoke() else 5)
+    parser.add_argument("--runs", type=int, default=1 if _common.smoke() else 3)
     args = parser.parse_args(argv)
     clip = _common.media(args.seconds)
     rows, ones, twos = [], [], []
     with _common.services() as (_env, workdir):
-        template = _common.make_job(clip)
+        template = _common.stored_upload(clip)
         usage_one: dict = {}
         usage_two: dict = {}
         for run in range(1, args.runs + 1):
@@ -124,46 +128,33 @@ def main(argv=None) -> dict:
         f"speed-up {speedup:.2f}x, target >= {TARGET}: {'met' if speedup >= TARGET else 'NOT met'} "
         "(ffmpeg runs with its default threads; SecantusDB, MariaDB and RabbitMQ share the same cores)"
     )
-    busy_one, busy_two = _common.median(usage_one["cores_busy"]), _common.median(usage_two["cores_busy"])
-    store_one, store_two = _common.median(usage_one["secantus_core"]), _common.median(usage_two["secantus_core"])
-    print(
-        f"cores busy (of {os.cpu_count()}): {busy_one:.2f} with 1 converter, {busy_two:.2f} with 2; "
-        f"SecantusDB alone kept {store_one:.2f} / {store_two:.2f} of a core busy"
+    usage = {n: {k: _common.median(v) for k, v in u.items()} for n, u in (("one", usage_one), ("two", usage_two))}
+    _common.table(
+        "Worker scaling: where the time went (medians over the runs; per job: medians of its `conversion timings`)",
+        [
+            (label, f"{usage['one'][key]:.2f}", f"{usage['two'][key]:.2f}")
+            for label, key in (
+                (f"cores busy (of {os.cpu_count()})", "cores_busy"),
+                ("· converters + their ffmpeg, cores", "converters_cores"),
+                ("· SecantusDB, cores", "secantus_core"),
+                ("per job: download s", "download"),
+                ("per job: encode s", "encode"),
+                ("per job: store s", "store"),
+            )
+        ],
+        ("", "1 converter", "2 converters"),
     )
     results = {
-        "worker_scaling_speedup": {
-            "value": round(speedup, 3),
-            "unit": "x (1 converter time / 2 converters time)",
-            "target": f">= {TARGET}",
-            "met": speedup >= TARGET,
-        },
-        "worker_scaling_one_median": {"value": round(one_med, 2), "unit": "s", "target": "reported", "met": True},
-        "worker_scaling_two_median": {"value": round(two_med, 2), "unit": "s", "target": "reported", "met": True},
-        "worker_scaling_cores_busy_one": {
-            "value": round(busy_one, 2),
-            "unit": "cores",
-            "target": "reported",
-            "met": True,
-        },
-        "worker_scaling_cores_busy_two": {
-            "value": round(busy_two, 2),
-            "unit": "cores",
-            "target": "reported",
-            "met": True,
-        },
-        "worker_scaling_secantus_core_one": {
-            "value": round(store_one, 2),
-            "unit": "cores",
-            "target": "reported",
-            "met": True,
-        },
-        "worker_scaling_secantus_core_two": {
-            "value": round(store_two, 2),
-            "unit": "cores",
-            "target": "reported",
-            "met": True,
-        },
+        "worker_scaling_speedup": _common.entry(
+            round(speedup, 3), "x (1 converter time / 2 converters time)", f">= {TARGET}", speedup >= TARGET
+        ),
+        "worker_scaling_one_median": _common.entry(round(one_med, 2), "s"),
+        "worker_scaling_two_median": _common.entry(round(two_med, 2), "s"),
     }
+    for name, values in usage.items():
+        for key, value in values.items():
+            unit = "s per job" if key in ("download", "encode", "store") else "cores"
+            results[f"worker_scaling_{key}_{name}"] = _common.entry(round(value, 2), unit)
     _common.record(results)
     return results
 

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
+from bench.__main__ import SCRIPTS as BENCH_SCRIPTS
 from tests.support.processes import PROJECT_DIR
 from tests.support.services import amqp_url, rabbitmq_reachable, service_missing
 
-SCRIPTS = ["conversion_overhead", "converter_memory", "upload", "worker_scaling", "latency", "api_reads"]
+SCRIPTS = [name for name, _run in BENCH_SCRIPTS]
 
 
 @pytest.fixture(scope="module")
