@@ -447,8 +447,9 @@ def convert_to_mp3(
     on_progress: Callable[[int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     limits: ChildLimits | None = None,
-) -> None:
-    """Write the source's audio to destination as MP3.
+) -> float | None:
+    """Write the source's audio to destination as MP3; the seconds of audio written, as ffmpeg counted
+    them (None when it printed no progress), so the MP3 needs no probe afterwards.
 
     `options` is the job's encoding as conversion/options.py builds it (maps, trim, codec, filters,
     tags); without it the audio is encoded at `bitrate_kbps` CBR as ffmpeg chooses the track. `cover`
@@ -496,7 +497,7 @@ def convert_to_mp3(
         "-f", "mp3", destination_url,
     ]
     # fmt: on
-    _run_ffmpeg(
+    _, written = _run_ffmpeg(
         command,
         duration=duration,
         on_progress=on_progress,
@@ -508,6 +509,7 @@ def convert_to_mp3(
     )
     if on_progress is not None:
         on_progress(100)
+    return written
 
 
 def measure_loudness(
@@ -527,7 +529,7 @@ def measure_loudness(
         *output_args, "-f", "null", "-",
     ]
     # fmt: on
-    stderr = _run_ffmpeg(
+    stderr, _ = _run_ffmpeg(
         command,
         should_cancel=should_cancel,
         limits=limits,
@@ -667,8 +669,9 @@ def _run_ffmpeg(
     source_url: str,
     destination_url: str,
     tail_lines: int = _STDERR_TAIL,
-) -> list[str]:
-    """Run one ffmpeg command to the end; returns its last stderr lines. Removes `output` unless it succeeded."""
+) -> tuple[list[str], float | None]:
+    """Run one ffmpeg command to the end; returns its last stderr lines and the seconds it wrote (from
+    its -progress lines, None without them). Removes `output` unless it succeeded."""
     process = subprocess.Popen(
         _confined(command, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -690,6 +693,7 @@ def _run_ffmpeg(
     finished = False
     try:
         reported = 0
+        written: float | None = None
         last_check = float("-inf")  # so a job cancelled before we started stops at once
         while True:
             try:
@@ -708,7 +712,11 @@ def _run_ffmpeg(
                 last_check = time.monotonic()
                 if should_cancel():
                     raise FfmpegCancelled()
-            percent = _progress_percent(line, duration)
+            position = _position(line)
+            if position is None:
+                continue
+            written = position
+            percent = _progress_percent(position, duration)
             if on_progress is not None and percent is not None and percent > reported:
                 reported = percent
                 on_progress(percent)
@@ -730,7 +738,7 @@ def _run_ffmpeg(
         process.stderr.close()
         if not finished and output is not None:
             _remove(output)
-    return list(stderr_tail)
+    return list(stderr_tail), written
 
 
 def _pump(stream: IO[bytes], sink: Callable[[str], object], at_end: Callable[[None], object] | None = None) -> None:
@@ -740,18 +748,24 @@ def _pump(stream: IO[bytes], sink: Callable[[str], object], at_end: Callable[[No
         at_end(None)
 
 
-def _progress_percent(line: str, duration: float | None) -> int | None:
+def _position(line: str) -> float | None:
+    """Seconds written so far, from a -progress line; None for other lines."""
     # -progress prints blocks of key=value lines. out_time_us is the position in microseconds;
     # out_time_ms carries microseconds as well (ffmpeg misnames it), so both are read the same way.
     key, _, value = line.partition("=")
-    if key not in ("out_time_us", "out_time_ms") or not duration or duration <= 0:
+    if key not in ("out_time_us", "out_time_ms"):
         return None
     try:
-        microseconds = int(value)
+        return int(value) / 1_000_000
     except ValueError:  # "N/A" before the first frame
         return None
+
+
+def _progress_percent(position: float, duration: float | None) -> int | None:
+    if not duration or duration <= 0:
+        return None
     # 100 is only reported once ffmpeg has exited successfully.
-    return max(0, min(99, int(microseconds / (duration * 1_000_000) * 100)))
+    return max(0, min(99, int(position / duration * 100)))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -191,7 +191,7 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
             with timer.phase("download"):
                 cover = _cover(job, encoding, source, Path(workdir), limits=limits)
             with timer.phase("encode"):
-                ffmpeg.convert_to_mp3(
+                mp3_duration = ffmpeg.convert_to_mp3(
                     source,
                     destination,
                     duration=job.duration,
@@ -201,7 +201,8 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
                     should_cancel=watch,
                     limits=limits,
                 )
-                mp3_duration = ffmpeg.media_duration(destination)
+                if mp3_duration is None:
+                    mp3_duration = ffmpeg.media_duration(destination)
             failpoints.reached("writing", job.id)
             with timer.phase("store"):
                 stored = storage.save_path(

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import unicodedata
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
@@ -191,17 +192,24 @@ def _store_for_conversion(
             if info.video_codecs:
                 audio_format = ffmpeg.audio_source_format(info.container)
                 extracted = Path(workdir) / f"audio{ffmpeg.AUDIO_SOURCE_SUFFIXES[audio_format]}"
-                with timer.phase("extract"):
-                    copied = ffmpeg.extract_audio(path, extracted, container=info.container, limits=limits)
+                cover = Path(workdir) / "cover.jpg"
+                at = conversion_options.cover_grab_time(options, duration=info.duration)
+
+                def grab_cover() -> bool:
+                    with timer.phase("cover"):
+                        return ffmpeg.grab_frame(path, cover, at=at, container=info.container, limits=limits)
+
+                # Two ffmpeg processes at once: the cover frame is grabbed while the audio is copied out.
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cover") as pool:
+                    grabbing = pool.submit(grab_cover)
+                    with timer.phase("extract"):
+                        copied = ffmpeg.extract_audio(path, extracted, container=info.container, limits=limits)
+                    grabbed = grabbing.result()
                 if copied:
                     source, source_type = extracted, f"audio/x-{audio_format}"
                     source_name = stem + extracted.suffix
                 else:
                     logger.info("%s: no container carries its audio as is; the upload is its own source", filename)
-                cover = Path(workdir) / "cover.jpg"
-                at = conversion_options.cover_grab_time(options, duration=info.duration)
-                with timer.phase("cover"):
-                    grabbed = ffmpeg.grab_frame(path, cover, at=at, container=info.container, limits=limits)
                 if grabbed:
                     kept = save(storage.SOURCES, cover, name=f"{stem}.jpg", content_type="image/jpeg")
                     fields.update(cover_file_id=kept.file_id, cover_size=kept.size)
