@@ -2,7 +2,12 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
+from accounts.forms import ThrottledAdminAuthenticationForm
 from accounts.models import LoginFailure, User
+
+# /admin/login/ checks passwords too: it counts into the same throttle as the API and the sign-in page,
+# or it would be the one place where guessing goes on unlimited.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 class EmailUserCreationForm(UserCreationForm):

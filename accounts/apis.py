@@ -63,6 +63,24 @@ class RefreshInputSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
+class TokenRefreshApi(APIView):
+    """Exchange a refresh token for a new pair; the used one is blacklisted. Refused after a password change,
+    for a deactivated or deleted account, and once the sign-in is JWT_REFRESH_MAX_LIFETIME old."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=RefreshInputSerializer, responses={200: TokenPairSerializer, **error_responses(401)})
+    def post(self, request):
+        serializer = RefreshInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            pair = services.token_pair_refresh(refresh=serializer.validated_data["refresh"])
+        except services.TokenRefused as exc:
+            return error(status.HTTP_401_UNAUTHORIZED, exc.sentence, code=exc.code)
+        return Response(pair)
+
+
 class LogoutApi(APIView):
     """Sign out: the refresh token can no longer be used."""
 
@@ -76,9 +94,7 @@ class LogoutApi(APIView):
         try:
             RefreshToken(serializer.validated_data["refresh"]).blacklist()
         except TokenError:
-            return error(
-                status.HTTP_401_UNAUTHORIZED, "This refresh token is invalid, expired or already used; sign in again."
-            )
+            return error(status.HTTP_401_UNAUTHORIZED, services.USED_OR_EXPIRED)
         return Response({"detail": "Signed out."})
 
 

@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm
 from django.core.exceptions import ValidationError
 
@@ -7,19 +8,8 @@ from accounts import services
 STRENGTH_RULES = "At least 8 characters. Not a common password, not only digits, and not too close to your email."
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """The browser sign-in, throttled like every other login path."""
-
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "invalid_login": "That email and password don't match an account. Check them and try again.",
-    }
-
-    def __init__(self, request=None, *args, **kwargs):
-        super().__init__(request, *args, **kwargs)
-        self.fields["username"].label = "Email address"
-        self.fields["username"].widget = forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
-        self.fields["password"].widget.attrs["autocomplete"] = "current-password"
+class ThrottledSignInMixin:
+    """A sign-in form checked by accounts.services.user_authenticate: one throttle for every login path."""
 
     def clean(self):
         email = self.cleaned_data.get("username") or ""
@@ -32,6 +22,25 @@ class ThrottledAuthenticationForm(AuthenticationForm):
             raise self.get_invalid_login_error() from None
         self.confirm_login_allowed(self.user_cache)
         return self.cleaned_data
+
+
+class ThrottledAuthenticationForm(ThrottledSignInMixin, AuthenticationForm):
+    """The browser sign-in."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password don't match an account. Check them and try again.",
+    }
+
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        self.fields["username"].label = "Email address"
+        self.fields["username"].widget = forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+        self.fields["password"].widget.attrs["autocomplete"] = "current-password"
+
+
+class ThrottledAdminAuthenticationForm(ThrottledSignInMixin, AdminAuthenticationForm):
+    """The Django admin's sign-in (staff only, checked by confirm_login_allowed)."""
 
 
 class SignUpForm(forms.Form):

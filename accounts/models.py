@@ -46,15 +46,26 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
-class LoginFailure(models.Model):
-    """One failed sign-in, kept for the throttle window; shared by every process through the database."""
+class ThrottleScope(models.TextChoices):
+    ACCOUNT = "account"
+    ADDRESS = "address"
 
-    class Scope(models.TextChoices):
-        ACCOUNT = "account"
-        ADDRESS = "address"
+
+# The longest key the throttle stores: an account's email address (IPv6 addresses are far shorter).
+THROTTLE_KEY_LENGTH = 254
+
+
+class LoginFailure(models.Model):
+    """One failed sign-in, kept for the throttle window; shared by every process through the database.
+
+    An attempt is written here before its password is checked (and removed again when it was right), so a
+    guess in flight already counts against the guesses running beside it.
+    """
+
+    Scope = ThrottleScope
 
     scope = models.CharField(max_length=16, choices=Scope.choices)
-    key = models.CharField(max_length=254)
+    key = models.CharField(max_length=THROTTLE_KEY_LENGTH)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -62,3 +73,26 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginThrottleKey(models.Model):
+    """One row per account or client address that tried to sign in, locked while an attempt is counted.
+
+    Counting the failures and adding one must happen as one step, or parallel guesses all pass the check
+    before any of them is recorded. Locking this row (SELECT ... FOR UPDATE; SQLite's IMMEDIATE transaction
+    locks the whole file) makes the attempts on one key take turns, on every process. A missing row is added
+    outside that transaction: locking a missing row takes a gap lock in REPEATABLE READ, and two attempts
+    that each hold one deadlock on the insert that follows.
+    """
+
+    scope = models.CharField(max_length=16, choices=ThrottleScope.choices)
+    key = models.CharField(max_length=THROTTLE_KEY_LENGTH)
+    # Not indexed on purpose: an index here would make the UPDATE of a locked row, and the purge's DELETE,
+    # lock entries of that index too, and MariaDB deadlocked on them under load.
+    last_attempt_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="accounts_login_throttle_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -3,17 +3,17 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import LoginFailure
+from accounts.models import LoginFailure, User
 
 
-def _window_start():
+def login_window_start():
     return timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
 def login_failure_retry_after(*, scope: str, key: str, limit: int) -> int | None:
     """Seconds until another sign-in may be tried for this key, or None when it is not throttled."""
     recent = (
-        LoginFailure.objects.filter(scope=scope, key=key, created_at__gte=_window_start())
+        LoginFailure.objects.filter(scope=scope, key=key, created_at__gte=login_window_start())
         .order_by("-created_at")
         .values_list("created_at", flat=True)[:limit]
     )
@@ -36,3 +36,11 @@ def login_retry_after(*, email: str, address: str) -> int | None:
     ]
     waits = [wait for wait in waits if wait is not None]
     return max(waits) if waits else None
+
+
+def user_get(*, user_id) -> User | None:
+    """The user a token names, or None when there is none (deleted, or an id that is not a number)."""
+    try:
+        return User.objects.filter(pk=user_id).first()
+    except (TypeError, ValueError):
+        return None

@@ -1,11 +1,10 @@
 from django.urls import path
-from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts import apis
 
 urlpatterns = [
     path("token/", apis.TokenObtainApi.as_view(), name="token-obtain"),
-    path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("token/refresh/", apis.TokenRefreshApi.as_view(), name="token-refresh"),
     path("logout/", apis.LogoutApi.as_view(), name="logout"),
     path("me/", apis.MeApi.as_view(), name="me"),
     path("register/", apis.RegisterApi.as_view(), name="register"),

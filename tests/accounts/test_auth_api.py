@@ -6,6 +6,7 @@ import jwt
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from tests.factories import DEFAULT_PASSWORD, user_create
 
@@ -108,7 +109,15 @@ def test_logout_blacklists_the_refresh_token(client):
 
 def _claims(user, **overrides):
     now = int(time.time())
-    claims = {"token_type": "access", "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex, "user_id": str(user.pk)}
+    claims = {
+        "token_type": "access",
+        "exp": now + 300,
+        "iat": now,
+        "jti": uuid.uuid4().hex,
+        "user_id": str(user.pk),
+        # The password fingerprint every token carries (tests/accounts/test_token_revocation.py).
+        "hash_password": get_md5_hash_password(user.password),
+    }
     claims.update(overrides)
     return claims
 
