@@ -564,15 +564,22 @@ def grab_frame(
     *,
     at: float,
     container: str = "",
+    exact: bool = True,
     limits: ChildLimits | None = None,
 ) -> bool:
     """Write the video frame at `at` seconds as a JPEG of the video's dimensions; False when there is none.
 
-    A container with an index (MP4, MKV, ...) is seeked to `at` directly: ffmpeg decodes from the key
-    frame before it. One without (MPEG-TS, MPEG-PS) would land on a key frame after the asked time, so
-    it is seeked COVER_SEEK_LEAD seconds early and decoded the rest of the way. Should that give nothing
-    (a longer key frame interval, a clip with one key frame), the video is decoded from its start.
+    Not `exact` (a default cover): the first key frame from `at` on, which decodes one frame instead
+    of every frame since the key frame before `at` (0.09 s against 0.2 s on a 720p clip).
+
+    Exact: a container with an index (MP4, MKV, ...) is seeked to `at` directly: ffmpeg decodes from
+    the key frame before it. One without (MPEG-TS, MPEG-PS) would land on a key frame after the asked
+    time, so it is seeked COVER_SEEK_LEAD seconds early and decoded the rest of the way. Should that
+    give nothing (a longer key frame interval, a clip with one key frame), the video is decoded from
+    its start.
     """
+    if not exact and _grab_frame(source, destination, input_seek=at, output_seek=0.0, limits=limits, key_only=True):
+        return True
     if _UNINDEXED_ALIASES.isdisjoint(container.split(",")):
         lead = 0.0
     else:
@@ -588,15 +595,19 @@ COVER_SEEK_LEAD = 5.0
 _UNINDEXED_ALIASES = frozenset({"mpegts", "mpeg", "mpegvideo"})
 
 
-def _grab_frame(source, destination, *, input_seek: float, output_seek: float, limits: ChildLimits | None) -> bool:
+def _grab_frame(
+    source, destination, *, input_seek: float, output_seek: float, limits: ChildLimits | None, key_only: bool = False
+) -> bool:
     source_url, destination_url = _file_url(source), _file_url(destination)
+    # One decoding thread: a single frame gains little from more, and each thread holds frames in memory.
+    decoding = ["-threads", "1", *(["-skip_frame", "nokey"] if key_only else [])]
     # No input seek at all from the start: a seek to 0 in an FLV gave no frame at all (ffmpeg 5.1).
     seek = ["-ss", f"{input_seek:.3f}"] if input_seek > 0 else []
     output = ["-ss", f"{output_seek:.3f}"] if output_seek > 0 else []
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), *seek, "-i", source_url, *output,
+        *_input_options(), *decoding, *seek, "-i", source_url, *output,
         # 0:V is video that is not an attached picture.
         "-map", "0:V:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg", destination_url,
     ]

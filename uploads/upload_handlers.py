@@ -33,6 +33,9 @@ class SizeLimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     The finished file carries `content_sha256`, the hex SHA-256 of its bytes, and `receive_seconds` and
     `hash_seconds`: how long its body took to arrive and be spooled, and the part of that spent hashing."""
 
+    # Django reads the body in pieces of this size (64 KiB by default). Read from gunicorn's socket in
+    # 1 MiB pieces, a 54 MiB upload was received in 0.05 s instead of 0.26 s (make bench, default path).
+    chunk_size = 1024 * 1024
     unfinished = False  # a file is being received (uploads.middleware removes it if the body is cut off)
 
     def new_file(self, *args, **kwargs):
@@ -75,7 +78,8 @@ class _Hashing:
 
     def __init__(self):
         self._digest = hashlib.sha256()
-        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # Bounded (8 pieces of at most chunk_size), so a hash that falls behind slows the upload, not memory.
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="upload-sha256", daemon=True)
         self._thread.start()
 

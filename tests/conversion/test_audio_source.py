@@ -194,7 +194,9 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
     [
         ({"cover_time": "2.5"}, "blue"),
         ({"cover_time": "00:00:01.500"}, "lime"),
-        ({}, "red"),  # none chosen: 10 % in, 0.4 s of 4 s
+        # None chosen: the first key frame from 10 % in (0.4 s of 4 s; key frames each second), so
+        # the default cover decodes one frame, not every frame since the key frame before 0.4 s.
+        ({}, "lime"),
     ],
     ids=["2.5s", "1.5s", "default"],
 )
@@ -224,6 +226,17 @@ def test_the_cover_frame_is_grabbed_at_cover_time_in_every_container(
     assert colour_name(rgb_of(cover.read_bytes(), tmp_path)) == "blue"
 
 
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_a_default_cover_with_no_key_frame_after_10_percent_is_the_frame_at_10_percent(
+    services, media_files, tmp_path, container
+):
+    upload = media.make_colour_segments(media_files, COLOURS, container=container, keyframe_every=1000)
+    job = uploaded_job(upload)
+    cover = tmp_path / "stored-cover.jpg"
+    storage.copy_to_path(storage.SOURCES, job.cover_file_id, cover)
+    assert colour_name(rgb_of(cover.read_bytes(), tmp_path)) == "red"  # 0.4 s, decoded from the only key frame
+
+
 def test_without_a_cover_the_mp3_has_no_picture_but_the_frame_is_kept_for_a_later_conversion(
     services, media_files, tmp_path
 ):
@@ -234,7 +247,7 @@ def test_without_a_cover_the_mp3_has_no_picture_but_the_frame_is_kept_for_a_late
     assert job.cover_file_id and job.cover_size > 0
     cover = tmp_path / "stored-cover.jpg"
     storage.copy_to_path(storage.SOURCES, job.cover_file_id, cover)
-    assert colour_name(rgb_of(cover.read_bytes(), tmp_path)) == "red"
+    assert colour_name(rgb_of(cover.read_bytes(), tmp_path)) == "lime"
 
 
 # ---------------------------------------------------------------------------
