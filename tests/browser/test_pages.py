@@ -12,8 +12,7 @@ from django.test import Client, RequestFactory
 from django.views import defaults
 
 from accounts.models import User
-from tests.factories import DEFAULT_PASSWORD, user_create
-from uploads.models import Job
+from tests.factories import DEFAULT_PASSWORD, job_create, user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +43,7 @@ def alice_client():
 
 
 def test_every_page_is_free_of_inline_code(client, alice_client):
-    job = Job.objects.create(
+    job = job_create(
         owner=alice_client.user,
         original_filename="talk.mp4",
         size=1234,
@@ -75,9 +74,9 @@ def test_every_page_is_free_of_inline_code(client, alice_client):
 
 def test_the_jobs_page_starts_from_the_apis_first_page(alice_client):
     for number in range(25):
-        Job.objects.create(owner=alice_client.user, original_filename=f"v{number}.mp4", size=10)
+        job_create(owner=alice_client.user, original_filename=f"v{number}.mp4", size=10)
     other = user_create(email="mallory@example.com")
-    Job.objects.create(owner=other, original_filename="not-yours.mp4", size=10)
+    job_create(owner=other, original_filename="not-yours.mp4", size=10)
     page = alice_client.get("/").content.decode()
     api = alice_client.get("/api/jobs/").json()
     initial = re.search(r'<script id="initial-jobs" type="application/json">(.*?)</script>', page, re.S).group(1)
@@ -110,7 +109,7 @@ def test_error_pages_look_like_the_app(status, render):
 def test_unknown_and_other_users_jobs_are_a_404_page_like_the_app(alice_client, settings):
     settings.DEBUG = False
     other = user_create(email="mallory@example.com")
-    theirs = Job.objects.create(owner=other, original_filename="secret.mp4", size=10)
+    theirs = job_create(owner=other, original_filename="secret.mp4", size=10)
     for path in [f"/jobs/{uuid.uuid4()}/", f"/jobs/{theirs.id}/", "/jobs/not-a-uuid/", "/no/such/page/"]:
         response = alice_client.get(path)
         assert response.status_code == 404, path

@@ -9,7 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from tests.browser.test_ui import job_row, sign_in
-from tests.factories import user_create
+from tests.factories import job_create, user_create
 from uploads.models import Job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -30,7 +30,7 @@ def test_swagger_ui_renders_under_the_csp_header(page, live_system):
 def test_the_pages_say_when_files_expire_and_why_a_job_expired(page, live_system):
     user = user_create(email="keeper@example.com")
     finished = timezone.now() - timedelta(days=1)
-    done = Job.objects.create(
+    done = job_create(
         owner=user,
         original_filename="keynote.mp4",
         size=1000,
@@ -42,7 +42,7 @@ def test_the_pages_say_when_files_expire_and_why_a_job_expired(page, live_system
         mp3_duration=3.0,
         finished_at=finished,
     )
-    Job.objects.create(
+    job_create(
         owner=user,
         original_filename="old-talk.mp4",
         size=1000,

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from conversion import ffmpeg
 from tests.browser.conftest import MAX_UPLOAD_SIZE, long_recording, named_media, screenshot
-from tests.factories import DEFAULT_PASSWORD, user_create
+from tests.factories import DEFAULT_PASSWORD, job_create, user_create
 from tests.support import media
 from tests.support.pipeline import email_text, read_emails, wait_for_job
 from tests.support.processes import wait_until
@@ -443,7 +443,7 @@ def test_sign_out_and_the_jobs_page_asks_to_sign_in_again(page, live_system):
 def test_older_conversions_load_on_request(page, live_system):
     user = user_create(email="mia@example.com")
     for number in range(1, 24):
-        Job.objects.create(
+        job_create(
             owner=user,
             original_filename=f"clip-{number:02d}.mp4",
             size=1000 + number,

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversion import options as conversion_options
 from conversion.services import ConversionHandedBack, job_convert
-from tests.factories import user_create
+from tests.factories import job_create, user_create
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count
 from uploads import services as job_services
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def queued_job(path) -> Job:
     """A job as queued before the audio source (#13): its uploaded video stored, no source or cover."""
     stored = storage.save_path(storage.VIDEOS, path, filename=path.name, content_type="application/octet-stream")
-    return Job.objects.create(
-        owner=user_create(), original_filename=path.name, size=stored.size, video_file_id=stored.file_id, duration=3.0
-    )
+    return job_create(original_filename=path.name, size=stored.size, video_file_id=stored.file_id, duration=3.0)
 
 
 def test_done_path_stores_the_mp3_queues_the_notification_and_discards_the_video(mongodb, rabbitmq, media_files):

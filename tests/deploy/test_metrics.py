@@ -8,7 +8,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.deploy.test_image import entrypoint
-from tests.factories import user_create
+from tests.factories import job_create, user_create
 from tests.support import media
 from tests.support.pipeline import shared_service_env, wait_for_job
 from tests.support.processes import manage_command, stop_process
@@ -52,8 +52,7 @@ def scrape(client, **headers) -> dict[str, float]:
 def make_job(*, status=Job.Status.QUEUED, size=1000, mp3_size=None, seconds=None) -> Job:
     now = timezone.now()
     started = now - timedelta(seconds=seconds) if seconds is not None else None
-    return Job.objects.create(
-        owner=user_create(),
+    return job_create(
         original_filename="talk.mp4",
         size=size,
         status=status,

@@ -5,14 +5,14 @@ from django.core import mail
 from django.utils import timezone
 
 from notifications.services import job_notify
-from tests.factories import user_create
+from tests.factories import job_create, user_create
 from uploads.models import Job
 
 pytestmark = pytest.mark.django_db
 
 
 def done_job(**fields) -> Job:
-    return Job.objects.create(
+    return job_create(
         owner=user_create(email="owner@example.com"),
         original_filename="Talk – ünïcode.mp4",
         size=10,

@@ -23,13 +23,11 @@ def save(bucket, **kwargs):
 def test_cleanup_removes_what_no_job_needs_and_keeps_the_rest(mongodb, capsys):
     owner = user_create()
     kept_video = save(storage.VIDEOS)
-    Job.objects.create(owner=owner, original_filename="a.mp4", size=1, video_file_id=kept_video.file_id)
-    done = Job.objects.create(
-        owner=owner, original_filename="b.mp4", size=1, status="done", mp3_file_id="mp3-placeholder"
-    )
+    job_create(owner=owner, original_filename="a.mp4", size=1, video_file_id=kept_video.file_id)
+    done = job_create(owner=owner, original_filename="b.mp4", size=1, status="done", mp3_file_id="mp3-placeholder")
     kept_mp3 = save(storage.MP3S, file_id=f"mp3-{done.id}")
     Job.objects.filter(id=done.id).update(mp3_file_id=kept_mp3.file_id)
-    converting = Job.objects.create(owner=owner, original_filename="c.mp4", size=1, status="converting")
+    converting = job_create(owner=owner, original_filename="c.mp4", size=1, status="converting")
     in_progress_mp3 = save(storage.MP3S, file_id=f"mp3-{converting.id}")
 
     orphan_video = save(storage.VIDEOS)  # its upload died before the job row was written
