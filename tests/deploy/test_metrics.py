@@ -13,6 +13,7 @@ from tests.support import media
 from tests.support.pipeline import shared_service_env, wait_for_job
 from tests.support.processes import manage_command, stop_process
 from tests.support.services import free_port
+from tests.support.uploads import upload_accepted
 from uploads.models import Job
 from videomp3 import broker, metrics
 
@@ -137,10 +138,8 @@ def test_counters_move_after_a_real_conversion_by_the_converter_role(
         uploader = APIClient()
         uploader.force_authenticate(user_create())
         source = media.make_media(tmp_path / "media", "wav_pcm")
-        with open(source, "rb") as handle:
-            response = uploader.post("/api/jobs/", {"file": handle}, format="multipart")
-        assert response.status_code == 202, response.content
-        job = wait_for_job(response.json()["id"], lambda job: job.status == Job.Status.DONE, timeout=30)
+        job_id = upload_accepted(uploader, source)["id"]
+        job = wait_for_job(job_id, lambda job: job.status == Job.Status.DONE, timeout=30)
 
         after = scrape(client)
         assert after["videomp3_conversions_total"] == before["videomp3_conversions_total"] + 1

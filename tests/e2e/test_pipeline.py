@@ -20,6 +20,7 @@ from tests.support.pipeline import (
     wait_for_job,
 )
 from tests.support.processes import manage_command, stop_process, wait_until, web_server
+from tests.support.uploads import upload
 from uploads import storage
 from uploads.models import Job
 
@@ -62,11 +63,6 @@ def alice():
     return client
 
 
-def _upload(client, path, url="/api/jobs/", field="file"):
-    with open(path, "rb") as handle:
-        return client.post(url, {field: handle}, format="multipart")
-
-
 def _states_seen(job_id, timeout=90):
     """Poll the job, recording each state it was seen in, until it settles."""
     seen = []
@@ -87,7 +83,7 @@ def test_every_input_kind_becomes_a_valid_mp3_with_one_email(workers, alice, med
     uploaded = {}
     for kind in PIPELINE_INPUTS:
         path = media.make_media(media_files, kind, seconds=3.0)
-        response = _upload(alice, path)
+        response = upload(alice, path)
         assert response.status_code == 202, (kind, response.content)
         uploaded[kind] = (path, response.json()["id"])
 
@@ -124,10 +120,10 @@ def test_every_input_kind_becomes_a_valid_mp3_with_one_email(workers, alice, med
 
 
 def test_no_audio_upload_is_refused_and_a_media_failure_fails_the_job(workers, alice, media_files):
-    assert _upload(alice, media.make_media(media_files, "mp4_no_audio")).status_code == 422
+    assert upload(alice, media.make_media(media_files, "mp4_no_audio")).status_code == 422
     # A file that probes fine but whose audio cannot be decoded fails at conversion, with a sentence.
     broken = media.make_undecodable_audio(media_files)
-    response = _upload(alice, broken)
+    response = upload(alice, broken)
     assert response.status_code == 202, response.content
     job = wait_for_job(response.json()["id"], lambda j: j.status in ("failed", "done"))
     assert job.status == "failed" and job.error.endswith(".") and "Traceback" not in job.error
@@ -136,7 +132,7 @@ def test_no_audio_upload_is_refused_and_a_media_failure_fails_the_job(workers, a
 
 
 def test_retry_of_a_failed_job_converts_it(workers, alice, media_files):
-    job_id = _upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
+    job_id = upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
     wait_for_job(job_id, lambda j: j.status == "done" and j.notified_at)
     # Make it look failed, as a failure would have left it: its audio source is still stored.
     Job.objects.filter(id=job_id).update(status="failed", error="It failed.", notified_at=None)
@@ -148,7 +144,7 @@ def test_retry_of_a_failed_job_converts_it(workers, alice, media_files):
 
 
 def test_range_requests(workers, alice, media_files):
-    job_id = _upload(alice, media.make_media(media_files, "mp4_h264_aac_moov_end")).json()["id"]
+    job_id = upload(alice, media.make_media(media_files, "mp4_h264_aac_moov_end")).json()["id"]
     job = wait_for_job(job_id, lambda j: j.status == "done")
     whole = b"".join(alice.get(f"/api/jobs/{job_id}/mp3").streaming_content)
     size = len(whole)
@@ -173,14 +169,14 @@ def test_range_requests(workers, alice, media_files):
 
 
 def test_delete_of_a_done_job_and_of_a_converting_one(workers, alice, media_files):
-    done_id = _upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
+    done_id = upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
     wait_for_job(done_id, lambda j: j.status == "done")
     assert alice.delete(f"/api/jobs/{done_id}/").status_code == 204
     assert not Job.objects.filter(id=done_id).exists()
     assert stored_file_count(storage.MP3S) == 0
 
     long_input = media.make_media(media_files, "mkv_vp9_opus", seconds=120.0)
-    converting_id = _upload(alice, long_input).json()["id"]
+    converting_id = upload(alice, long_input).json()["id"]
     wait_for_job(converting_id, lambda j: j.status == "converting", timeout=60)
     response = alice.delete(f"/api/jobs/{converting_id}/")
     assert response.status_code == 202 and response.json()["status"] == "cancelled"
@@ -190,7 +186,7 @@ def test_delete_of_a_done_job_and_of_a_converting_one(workers, alice, media_file
     assert stored_file_count(storage.MP3S) == 0 and stored_file_count(storage.SOURCES) == 0
     assert alice.delete(f"/api/jobs/{converting_id}/").status_code == 204
     # The converter is still alive and takes the next job.
-    next_id = _upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
+    next_id = upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
     assert wait_for_job(next_id, lambda j: j.status == "done").status == "done"
 
 
@@ -235,7 +231,7 @@ def test_sigterm_mid_job_exits_0_and_the_job_completes_exactly_once(
     env = {**shared_service_env(tmp_path / "emails"), "SHUTDOWN_GRACE_SECONDS": grace}
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **env)
     try:
-        job_id = _upload(alice, media.make_media(media_files, "opus_long_lowrate", seconds=LONG_SECONDS)).json()["id"]
+        job_id = upload(alice, media.make_media(media_files, "opus_long_lowrate", seconds=LONG_SECONDS)).json()["id"]
         wait_for_job(job_id, lambda j: j.status == "converting" and j.progress > 0, timeout=60)
         converter.send_signal(subprocess.signal.SIGTERM)
         assert converter.wait(timeout=int(grace) + 30) == 0

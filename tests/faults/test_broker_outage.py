@@ -11,6 +11,7 @@ from tests.support import media
 from tests.support.pipeline import shared_service_env, stored_files_and_orphan_chunks
 from tests.support.private_rabbitmq import private_node
 from tests.support.processes import manage_command, stop_process
+from tests.support.uploads import upload, upload_unique
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -50,12 +51,6 @@ def client():
     return api
 
 
-def upload(client, path):
-    """Each upload gets its own title, so the same file uploaded again is converted again (no dedup)."""
-    with open(path, "rb") as handle:
-        return client.post("/api/jobs/", {"file": handle, "title": uuid.uuid4().hex}, format="multipart")
-
-
 def wait_all_done(job_ids, timeout):
     deadline = time.monotonic() + timeout
     while Job.objects.filter(id__in=job_ids).exclude(status="done", notified_at__isnull=False).exists():
@@ -76,20 +71,14 @@ def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(
     try:
         accepted = []
         for _ in range(10):
-            response = upload(client, path)
-            assert response.status_code == 202
-            accepted.append(response.json()["id"])
+            accepted.append(upload_unique(client, path))
         private_broker.stop()
         for _ in range(5):  # uploads go on while the broker is down
-            response = upload(client, path)
-            assert response.status_code == 202, response.content
-            accepted.append(response.json()["id"])
+            accepted.append(upload_unique(client, path))
         time.sleep(3)
         private_broker.start()
         for _ in range(5):
-            response = upload(client, path)
-            assert response.status_code == 202
-            accepted.append(response.json()["id"])
+            accepted.append(upload_unique(client, path))
         wait_all_done(accepted, timeout=180)
         assert stored_files_and_orphan_chunks(storage.MP3S) == (20, 0)
     finally:
@@ -105,7 +94,8 @@ def test_upload_while_the_broker_is_down_is_202_and_completes_when_it_is_back(
     notifier = manage_command(["run_notifier"], tmp_path / "notifier.log", **outage_env)
     try:
         private_broker.stop()
-        response = upload(client, media.make_media(tmp_path_factory.getbasetemp() / "media-cache", "wav_pcm"))
+        path = media.make_media(tmp_path_factory.getbasetemp() / "media-cache", "wav_pcm")
+        response = upload(client, path, title=uuid.uuid4().hex)
         assert response.status_code == 202 and response.json()["status"] == "queued"
         assert Job.objects.get(id=response.json()["id"]).published_at is None
         time.sleep(3)

@@ -10,9 +10,10 @@ import pika
 import pytest
 
 from tests.support import media
-from tests.support.pipeline import read_emails, stored_files_and_orphan_chunks, upload_unique, wait_for_job
+from tests.support.pipeline import read_emails, stored_files_and_orphan_chunks, wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
 from tests.support.services import service_missing
+from tests.support.uploads import upload, upload_unique
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -157,8 +158,7 @@ def test_file_store_down_at_upload_is_503_and_stores_nothing(fault_env, uploader
     secantus_server.stop()
     try:
         storage.reset_client()
-        with open(path, "rb") as handle:
-            response = uploader.post("/api/jobs/", {"file": handle}, format="multipart")
+        response = upload(uploader, path)
         assert response.status_code == 503
         assert "unreachable" in response.json()["detail"]
         assert Job.objects.count() == 0

@@ -18,6 +18,7 @@ from tests.support import media
 from tests.support.pipeline import read_emails, shared_service_env
 from tests.support.private_rabbitmq import private_node
 from tests.support.processes import manage_command, stop_process
+from tests.support.uploads import upload_accepted
 from uploads.models import Job
 from videomp3 import broker
 
@@ -65,10 +66,7 @@ def test_a_conversion_longer_than_the_consumer_timeout_completes_once_on_one_con
     try:
         client = APIClient()
         client.force_authenticate(user_create())
-        with open(media.make_media(tmp_path, "opus_long_lowrate", seconds=600.0), "rb") as handle:
-            response = client.post("/api/jobs/", {"file": handle}, format="multipart")
-        assert response.status_code == 202, response.content
-        job_id = response.json()["id"]
+        job_id = upload_accepted(client, media.make_media(tmp_path, "opus_long_lowrate", seconds=600.0))["id"]
 
         deadline = time.monotonic() + CONVERSION_SECONDS + 120
         while not Job.objects.filter(id=job_id, status="done", notified_at__isnull=False).exists():

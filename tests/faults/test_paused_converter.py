@@ -9,8 +9,9 @@ import pytest
 
 from conversion import ffmpeg
 from tests.support import media
-from tests.support.pipeline import stored_files_and_orphan_chunks, upload_unique, wait_for_job
+from tests.support.pipeline import stored_files_and_orphan_chunks, wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
+from tests.support.uploads import upload_unique
 from uploads import storage
 from uploads.models import Job
 

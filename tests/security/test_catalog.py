@@ -30,6 +30,7 @@ from tests.support.http import basic
 from tests.support.http import request as http_request
 from tests.support.pipeline import shared_service_env, stored_file_count
 from tests.support.processes import PROJECT_DIR, web_server
+from tests.support.uploads import upload
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -70,12 +71,6 @@ def _client_for(user) -> tuple[APIClient, dict]:
     return client, tokens
 
 
-def _upload(client, path, *, name=None, field_name="file", url="/api/jobs/"):
-    content = path.read_bytes()
-    upload = SimpleUploadedFile(name or path.name, content, content_type="application/octet-stream")
-    return client.post(url, {field_name: upload}, format="multipart")
-
-
 @pytest.fixture
 def media_dir(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "media-cache"
@@ -88,9 +83,9 @@ def world(mongodb, rabbitmq, media_dir) -> World:
     alice, alice_tokens = _client_for(alice_user)
     bob, _ = _client_for(bob_user)
     wav = media.make_media(media_dir, "wav_pcm")
-    done_id = _upload(bob, wav, name=BOB_FILENAME).json()["id"]
+    done_id = upload(bob, wav, name=BOB_FILENAME).json()["id"]
     assert job_convert(job_id=done_id) == "done"  # the real conversion, as the converter runs it
-    queued_id = _upload(bob, wav, name=BOB_FILENAME).json()["id"]
+    queued_id = upload(bob, wav, name=BOB_FILENAME).json()["id"]
     return World(
         alice=alice,
         alice_user=alice_user,
@@ -143,11 +138,11 @@ class Case:
 
 
 def _upload_of(make: Callable, *, name: str | None = None) -> Callable[[World, object], object]:
-    return lambda w, _: _upload(w.alice, make(w.media_dir), name=name)
+    return lambda w, _: upload(w.alice, make(w.media_dir), name=name)
 
 
 def _alice_job(w: World, **updates) -> Job:
-    job_id = _upload(w.alice, media.make_media(w.media_dir, "wav_pcm")).json()["id"]
+    job_id = upload(w.alice, media.make_media(w.media_dir, "wav_pcm")).json()["id"]
     if updates:
         Job.objects.filter(id=job_id).update(**updates)
     return Job.objects.get(id=job_id)
@@ -181,7 +176,7 @@ def _many_fields(w: World, _):
 def _fill_byte_quota(w: World):
     wav = media.make_media(w.media_dir, "wav_pcm")
     settings.QUOTA_BYTES_PER_USER = wav.stat().st_size * 3 // 2
-    assert _upload(w.alice, wav).status_code == 202
+    assert upload(w.alice, wav).status_code == 202
     return wav
 
 
@@ -189,7 +184,7 @@ def _fill_queued_quota(w: World):
     wav = media.make_media(w.media_dir, "wav_pcm")
     settings.QUOTA_QUEUED_JOBS_PER_USER = 2
     for _ in range(2):
-        assert _upload(w.alice, wav).status_code == 202
+        assert upload(w.alice, wav).status_code == 202
     return wav
 
 
@@ -223,8 +218,7 @@ def _php_named_mp4_php(directory):
 
 
 def _upload_with_options(w: World, options: dict):
-    wav = SimpleUploadedFile("a.wav", media.make_media(w.media_dir, "wav_pcm").read_bytes())
-    return w.alice.post("/api/jobs/", {"file": wav, "options": json.dumps(options)}, format="multipart")
+    return upload(w.alice, media.make_media(w.media_dir, "wav_pcm"), name="a.wav", options=json.dumps(options))
 
 
 def _alice_job_converted(w: World) -> Job:
@@ -333,7 +327,7 @@ CATALOG = [
         prepare=lambda w: _alice_job(w, status=Job.Status.DONE),
     ),
     # 413: over the size limit
-    Case("over-size-limit", 413, lambda w, path: _upload(w.alice, path), prepare=_lower_size_limit),
+    Case("over-size-limit", 413, lambda w, path: upload(w.alice, path), prepare=_lower_size_limit),
     Case(
         "over-size-by-content-length",
         413,
@@ -356,8 +350,8 @@ CATALOG = [
     Case("hls-playlist", 422, _upload_of(media.make_hls_playlist)),
     Case("ffconcat-script", 422, _upload_of(media.make_concat_script)),
     # 429: over quota
-    Case("over-storage-quota", 429, lambda w, wav: _upload(w.alice, wav), prepare=_fill_byte_quota),
-    Case("over-queued-jobs-quota", 429, lambda w, wav: _upload(w.alice, wav), prepare=_fill_queued_quota),
+    Case("over-storage-quota", 429, lambda w, wav: upload(w.alice, wav), prepare=_fill_byte_quota),
+    Case("over-queued-jobs-quota", 429, lambda w, wav: upload(w.alice, wav), prepare=_fill_queued_quota),
 ]
 
 
@@ -424,14 +418,14 @@ def test_hostile_file_names_are_display_text_and_never_reach_a_header(world, nam
 
 
 def test_a_10000_character_name_is_capped_and_keeps_its_extension(world):
-    response = _upload(world.alice, media.make_media(world.media_dir, "wav_pcm"), name="a" * 10_000 + ".wav")
+    response = upload(world.alice, media.make_media(world.media_dir, "wav_pcm"), name="a" * 10_000 + ".wav")
     assert response.status_code == 202, response.content
     filename = response.json()["filename"]
     assert len(filename) <= 200 and filename.endswith(".wav")
 
 
 def test_a_non_ascii_name_is_downloaded_with_rfc6266_filename_star(world):
-    response = _upload(world.alice, media.make_media(world.media_dir, "wav_pcm"), name="Überraschung 音楽.wav")
+    response = upload(world.alice, media.make_media(world.media_dir, "wav_pcm"), name="Überraschung 音楽.wav")
     job_id = response.json()["id"]
     assert job_convert(job_id=job_id) == "done"
     download = world.alice.get(f"/api/jobs/{job_id}/mp3")

@@ -73,14 +73,3 @@ def stored_files_and_orphan_chunks(bucket: str) -> tuple[int, int]:
         file_ids = set(database[f"{bucket}.files"].distinct("_id"))
         orphans = database[f"{bucket}.chunks"].count_documents({"files_id": {"$nin": list(file_ids)}})
         return len(file_ids), orphans
-
-
-def upload_unique(client, path) -> str:
-    """Upload through the API with a title of its own, so the same file uploaded again is converted
-    again (no dedup); the job id."""
-    import uuid
-
-    with open(path, "rb") as handle:
-        response = client.post("/api/jobs/", {"file": handle, "title": uuid.uuid4().hex}, format="multipart")
-    assert response.status_code == 202, response.content
-    return response.json()["id"]

@@ -9,6 +9,7 @@ from conversion.services import job_convert
 from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import stored_files_and_orphan_chunks
+from tests.support.uploads import upload_accepted
 from uploads import selectors, services, storage
 from uploads.models import Job
 from videomp3 import broker
@@ -22,15 +23,8 @@ def client_for(user) -> APIClient:
     return client
 
 
-def upload(client, path, **options):
-    with open(path, "rb") as handle:
-        response = client.post("/api/jobs/", {"file": handle, **options}, format="multipart")
-    assert response.status_code == 202, response.content
-    return response.json()
-
-
 def converted(client, path, **options) -> dict:
-    body = upload(client, path, **options)
+    body = upload_accepted(client, path, **options)
     assert job_convert(job_id=body["id"]) == "done"
     return client.get(f"/api/jobs/{body['id']}/").json()
 
@@ -46,7 +40,7 @@ def test_the_same_upload_with_the_same_options_reuses_the_mp3_without_converting
     first = converted(alice, path, bitrate="128")
     video_messages_before, mp3_messages_before = broker.queue_depth(broker.VIDEO), broker.queue_depth(broker.MP3)
 
-    second = upload(alice, path, bitrate="128")
+    second = upload_accepted(alice, path, bitrate="128")
 
     assert second["status"] == "done" and second["reused_from"] == first["id"]
     assert second["mp3_file_id"] == first["mp3_file_id"] and second["mp3_size"] == first["mp3_size"]
@@ -67,7 +61,7 @@ def test_other_options_or_other_content_convert_again(alice, media_files, first_
     path = media.make_media(media_files, "mp4_faststart")
     converted(alice, path, **first_options)
     second_path = media.make_media(media_files, "mkv_vp9_opus") if other_file else path
-    second = upload(alice, second_path, **second_options)
+    second = upload_accepted(alice, second_path, **second_options)
     assert second["status"] == "queued" and second["reused_from"] is None
 
 
@@ -75,14 +69,14 @@ def test_another_users_identical_upload_is_not_reused(alice, media_files):
     path = media.make_media(media_files, "mp4_faststart")
     converted(alice, path)
     bob = client_for(user_create(email="bob@example.com"))
-    assert upload(bob, path)["status"] == "queued"
+    assert upload_accepted(bob, path)["status"] == "queued"
 
 
 @pytest.mark.parametrize("deleted", ["first", "second"])
 def test_deleting_either_job_leaves_the_other_playable_and_the_last_deletes_the_mp3(alice, media_files, deleted):
     path = media.make_media(media_files, "mp4_faststart")
     first = converted(alice, path)
-    second = upload(alice, path)
+    second = upload_accepted(alice, path)
     assert second["reused_from"] == first["id"]
     expected = download(alice, first["id"])
     gone, kept = (first, second) if deleted == "first" else (second, first)
@@ -100,7 +94,7 @@ def test_a_reused_job_after_the_first_was_deleted_reuses_nothing_and_converts(al
     path = media.make_media(media_files, "mp4_faststart")
     first = converted(alice, path)
     assert alice.delete(f"/api/jobs/{first['id']}/").status_code == 204
-    again = upload(alice, path)
+    again = upload_accepted(alice, path)
     assert again["status"] == "queued" and again["reused_from"] is None
 
 
@@ -111,8 +105,8 @@ def test_quotas_count_a_shared_mp3_and_audio_source_once(alice, media_files):
     alone = selectors.user_stored_bytes(user=job.owner)
     stored = (storage.SOURCES, storage.MP3S)
     files_before = [stored_files_and_orphan_chunks(bucket) for bucket in stored]
-    upload(alice, path)
-    upload(alice, path)
+    upload_accepted(alice, path)
+    upload_accepted(alice, path)
     assert Job.objects.filter(owner=job.owner).count() == 3
     assert alone == job.mp3_size + job.source_size + job.cover_size
     assert selectors.user_stored_bytes(user=job.owner) == alone
@@ -130,7 +124,7 @@ def test_retention_expiring_the_first_job_keeps_the_mp3_of_a_later_reuse(alice, 
     settings.RETENTION_DAYS = 7
     path = media.make_media(media_files, "mp4_faststart")
     first = converted(alice, path)
-    second = upload(alice, path)
+    second = upload_accepted(alice, path)
     Job.objects.filter(id=first["id"]).update(finished_at=timezone.now() - timedelta(days=8))
 
     assert services.jobs_expire()["expired"] == 1

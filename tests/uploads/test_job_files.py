@@ -10,19 +10,13 @@ from tests.factories import user_create
 from tests.support import media
 from tests.support.concurrency import at_once
 from tests.support.pipeline import stored_files_and_orphan_chunks
+from tests.support.uploads import upload_accepted
 from uploads import services, storage
 from uploads.models import Job
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 BUCKETS = (storage.VIDEOS, storage.SOURCES, storage.MP3S)
-
-
-def upload(client, path) -> str:
-    with open(path, "rb") as handle:
-        response = client.post("/api/jobs/", {"file": handle}, format="multipart")
-    assert response.status_code == 202, response.content
-    return response.json()["id"]
 
 
 def assert_nothing_stored():
@@ -32,9 +26,9 @@ def assert_nothing_stored():
 
 def shared_pair(client, path) -> tuple[Job, Job]:
     """A converted job and a re-upload that dedup gave the same MP3, audio source and cover."""
-    first = upload(client, path)
+    first = upload_accepted(client, path)["id"]
     assert job_convert(job_id=first) == "done"
-    second = Job.objects.get(id=upload(client, path))
+    second = Job.objects.get(id=upload_accepted(client, path)["id"])
     assert second.reused_from is not None
     return Job.objects.get(id=first), second
 
@@ -46,9 +40,9 @@ def admin_client() -> Client:
 
 
 def test_deleting_a_user_in_the_admin_deletes_their_files(alice, media_files):
-    done = upload(alice, media.make_media(media_files, "mp4_faststart"))
+    done = upload_accepted(alice, media.make_media(media_files, "mp4_faststart"))["id"]
     assert job_convert(job_id=done) == "done"
-    upload(alice, media.make_media(media_files, "mkv_vp9_opus"))  # still queued
+    upload_accepted(alice, media.make_media(media_files, "mkv_vp9_opus"))  # still queued
     response = admin_client().post(f"/admin/accounts/user/{alice.user.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not Job.objects.exists()
@@ -75,9 +69,9 @@ def test_retention_racing_a_delete_of_the_job_sharing_its_files_leaves_nothing(a
 def test_the_admin_retry_action_says_why_a_job_over_the_quota_or_without_its_store_stays_failed(
     alice, media_files, settings
 ):
-    job_id = upload(alice, media.make_media(media_files, "wav_pcm"))
+    job_id = upload_accepted(alice, media.make_media(media_files, "wav_pcm"))["id"]
     Job.objects.filter(id=job_id).update(status=Job.Status.FAILED, error="It failed.")
-    upload(alice, media.make_media(media_files, "wav_pcm", seconds=4.0))  # one job in progress
+    upload_accepted(alice, media.make_media(media_files, "wav_pcm", seconds=4.0))  # one job in progress
     settings.QUOTA_QUEUED_JOBS_PER_USER = 1
     client = admin_client()
     action = {"action": "retry_jobs", "_selected_action": [job_id]}

@@ -10,16 +10,12 @@ from rest_framework.test import APIClient
 from conversion.options import PRESETS
 from tests.support import media
 from tests.support.pipeline import stored_file_count
+from tests.support.uploads import upload
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def upload(client, path, url="/api/jobs/", **fields):
-    with open(path, "rb") as handle:
-        return client.post(url, {"file": handle, **fields}, format="multipart")
 
 
 def assert_nothing_stored():

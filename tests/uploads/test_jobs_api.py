@@ -9,16 +9,12 @@ from rest_framework.test import APIClient
 from tests.factories import user_create
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
+from tests.support.uploads import upload
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def upload(client, path, *, field="file", url="/api/jobs/"):
-    with open(path, "rb") as handle:
-        return client.post(url, {field: handle}, format="multipart")
 
 
 def assert_nothing_stored():

@@ -4,7 +4,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -15,15 +14,11 @@ from tests.factories import user_create
 from tests.support import media
 from tests.support.concurrency import at_once
 from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
+from tests.support.uploads import upload
 from uploads import selectors, services, storage
 from uploads.models import Job
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def upload(client, path):
-    content = path.read_bytes()
-    return client.post("/api/jobs/", {"file": SimpleUploadedFile(path.name, content)}, format="multipart")
 
 
 def converted(client, path) -> Job:

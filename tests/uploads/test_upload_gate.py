@@ -12,6 +12,7 @@ from conversion.services import job_convert
 from tests.factories import DEFAULT_PASSWORD
 from tests.support import media
 from tests.support.pipeline import stored_file_count
+from tests.support.uploads import upload
 from uploads import selectors, storage
 from uploads.models import Job
 
@@ -43,11 +44,6 @@ def post_unreadable(client, **headers):
 
 def digest_of(path) -> str:
     return "sha-256=:" + base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode() + ":"
-
-
-def upload(client, path, **extra):
-    with open(path, "rb") as handle:
-        return client.post("/api/jobs/", {"file": handle}, format="multipart", **extra)
 
 
 def test_a_session_upload_over_the_storage_quota_is_refused_before_its_body_is_read(alice, media_files, settings):
@@ -112,16 +108,10 @@ def test_a_re_upload_declared_by_its_digest_gets_its_mp3_without_its_body_even_o
 def test_the_digest_must_match_the_file_and_options_go_in_the_query(alice, media_files):
     wav = media.make_media(media_files, "wav_pcm")
     other = media.make_media(media_files, "wav_pcm", seconds=4.0)
-    mismatch = upload(alice, wav, HTTP_REPR_DIGEST=digest_of(other))
+    mismatch = upload(alice, wav, headers={"Repr-Digest": digest_of(other)})
     assert mismatch.status_code == 400 and mismatch.json()["code"] == "digest_mismatch"
-    with open(wav, "rb") as handle:
-        in_body = alice.post(
-            "/api/jobs/", {"file": handle, "bitrate": "96"}, format="multipart", HTTP_REPR_DIGEST=digest_of(wav)
-        )
+    in_body = upload(alice, wav, bitrate="96", headers={"Repr-Digest": digest_of(wav)})
     assert in_body.status_code == 400 and "URL query" in in_body.json()["detail"]
-    with open(wav, "rb") as handle:
-        in_query = alice.post(
-            "/api/jobs/?bitrate=96", {"file": handle}, format="multipart", HTTP_REPR_DIGEST=digest_of(wav)
-        )
+    in_query = upload(alice, wav, url="/api/jobs/?bitrate=96", headers={"Repr-Digest": digest_of(wav)})
     assert in_query.status_code == 202 and in_query.json()["options"]["bitrate"] == 96
     assert not Job.objects.filter(status="done").exists()
