@@ -2,7 +2,9 @@ import os
 import uuid
 
 import pytest
+from rest_framework.test import APIClient
 
+from tests.factories import user_create
 from tests.support.services import SecantusProcess, amqp_url, rabbitmq_reachable, service_missing
 
 
@@ -67,6 +69,16 @@ def media_dir(tmp_path_factory):
 def media_files(tmp_path_factory):
     """Generated media shared by the whole run (tests.support.media caches each file by kind and length)."""
     return tmp_path_factory.getbasetemp() / "media-cache"
+
+
+@pytest.fixture
+def alice(mongodb, rabbitmq):
+    """An API client signed in as alice; `.user` is her User."""
+    user = user_create(email="alice@example.com")
+    client = APIClient()
+    client.force_authenticate(user)
+    client.user = user
+    return client
 
 
 def pytest_report_header(config):

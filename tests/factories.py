@@ -18,3 +18,16 @@ def job_create(*, owner: User | None = None, **fields):
     fields.setdefault("original_filename", "clip.mp4")
     fields.setdefault("size", 1000)
     return Job.objects.create(owner=owner or user_create(), **fields)
+
+
+def uploaded_job(path, *, owner: User | None = None, **options):
+    """A job as an upload makes it, through the service (real probe; audio source and cover stored):
+    `options` as the form fields of POST /api/jobs/ give them. Needs the `mongodb` and `rabbitmq` fixtures."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from conversion.options import parse_options
+    from uploads.services import job_create as service_job_create
+
+    upload = SimpleUploadedFile(path.name, path.read_bytes(), content_type="application/octet-stream")
+    parsed = parse_options(options, default_bitrate=192)
+    return service_job_create(owner=owner or user_create(), upload=upload, options=parsed)

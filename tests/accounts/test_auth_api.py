@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from tests.factories import DEFAULT_PASSWORD, user_create
+from tests.support.http import basic
 
 pytestmark = pytest.mark.django_db
 
@@ -20,10 +21,6 @@ def client():
 
 def obtain(client, email, password=DEFAULT_PASSWORD):
     return client.post("/api/auth/token/", {"email": email, "password": password}, format="json")
-
-
-def basic(email, password):
-    return "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()
 
 
 # --- register --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploaded
 
 from conversion import options as conversion_options
 from conversion.services import job_convert
-from tests.factories import user_create
+from tests.factories import uploaded_job, user_create
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_files_and_orphan_chunks
 from uploads import services as job_services
@@ -29,13 +29,6 @@ VIDEO_KINDS = tuple(kind for kind in media.STEPPED_TONE_KINDS if kind != "wav_pc
 @pytest.fixture
 def services(mongodb, rabbitmq):
     """SecantusDB and RabbitMQ, both needed by job_create (GridFS, the queue) and job_convert."""
-
-
-def uploaded_job(path: Path, **options) -> Job:
-    """A job as an upload makes it: job_create probes, extracts and stores the audio source and cover."""
-    upload = SimpleUploadedFile(path.name, path.read_bytes(), content_type="application/octet-stream")
-    parsed = conversion_options.parse_options(options, default_bitrate=192)
-    return job_services.job_create(owner=user_create(), upload=upload, options=parsed)
 
 
 def converted(job: Job, directory: Path) -> Path:

@@ -3,14 +3,12 @@
 import threading
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversion import options as conversion_options
 from conversion.services import ConversionHandedBack, job_convert
-from tests.factories import job_create, user_create
+from tests.factories import job_create, uploaded_job
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count
-from uploads import services as job_services
 from uploads import storage
 from uploads.models import Job
 from videomp3 import broker
@@ -78,13 +76,6 @@ def test_a_missing_source_video_fails_the_job(mongodb, rabbitmq, media_files):
     assert job_convert(job_id=str(job.id)) == "failed"
     job.refresh_from_db()
     assert "upload it again" in job.error
-
-
-def uploaded_job(path, **options) -> Job:
-    """A job as an upload makes it now: its audio source and cover in GridFS, no video."""
-    upload = SimpleUploadedFile(path.name, path.read_bytes())
-    parsed = conversion_options.parse_options(options, default_bitrate=192)
-    return job_services.job_create(owner=user_create(), upload=upload, options=parsed)
 
 
 def test_a_job_converts_from_its_audio_source_which_stays_for_another_conversion(mongodb, rabbitmq, media_files):

@@ -54,15 +54,6 @@ def workers(mongodb, rabbitmq, tmp_path):
         assert code == 0, f"{name} exited {code} on SIGTERM:\n{(tmp_path / f'{name}.log').read_text()[-3000:]}"
 
 
-@pytest.fixture
-def alice():
-    user = user_create(email="alice@example.com")
-    client = APIClient()
-    client.force_authenticate(user)
-    client.user = user
-    return client
-
-
 def _states_seen(job_id, timeout=90):
     """Poll the job, recording each state it was seen in, until it settles."""
     seen = []

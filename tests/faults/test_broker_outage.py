@@ -4,9 +4,7 @@ import time
 import uuid
 
 import pytest
-from rest_framework.test import APIClient
 
-from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import shared_service_env, stored_files_and_orphan_chunks
 from tests.support.private_rabbitmq import private_node
@@ -44,13 +42,6 @@ def outage_env(private_broker, mongodb, settings, tmp_path):
     broker.reset()
 
 
-@pytest.fixture
-def client():
-    api = APIClient()
-    api.force_authenticate(user_create())
-    return api
-
-
 def wait_all_done(job_ids, timeout):
     deadline = time.monotonic() + timeout
     while Job.objects.filter(id__in=job_ids).exclude(status="done", notified_at__isnull=False).exists():
@@ -61,7 +52,7 @@ def wait_all_done(job_ids, timeout):
 
 
 def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(
-    outage_env, private_broker, client, tmp_path, tmp_path_factory, settings
+    outage_env, private_broker, uploader, tmp_path, tmp_path_factory, settings
 ):
     settings.QUEUE_PREFIX = outage_env["QUEUE_PREFIX"] = "outage-"
     settings.QUOTA_QUEUED_JOBS_PER_USER = 0  # one user's 15 jobs in flight at once: a load, not a quota test
@@ -71,14 +62,14 @@ def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(
     try:
         accepted = []
         for _ in range(10):
-            accepted.append(upload_unique(client, path))
+            accepted.append(upload_unique(uploader, path))
         private_broker.stop()
         for _ in range(5):  # uploads go on while the broker is down
-            accepted.append(upload_unique(client, path))
+            accepted.append(upload_unique(uploader, path))
         time.sleep(3)
         private_broker.start()
         for _ in range(5):
-            accepted.append(upload_unique(client, path))
+            accepted.append(upload_unique(uploader, path))
         wait_all_done(accepted, timeout=180)
         assert stored_files_and_orphan_chunks(storage.MP3S) == (20, 0)
     finally:
@@ -87,7 +78,7 @@ def test_broker_restarted_with_jobs_in_flight_and_uploads_going_on(
 
 
 def test_upload_while_the_broker_is_down_is_202_and_completes_when_it_is_back(
-    outage_env, private_broker, client, tmp_path, tmp_path_factory, settings
+    outage_env, private_broker, uploader, tmp_path, tmp_path_factory, settings
 ):
     settings.QUEUE_PREFIX = outage_env["QUEUE_PREFIX"] = "down-"
     converter = manage_command(["run_converter"], tmp_path / "converter.log", **outage_env)
@@ -95,7 +86,7 @@ def test_upload_while_the_broker_is_down_is_202_and_completes_when_it_is_back(
     try:
         private_broker.stop()
         path = media.make_media(tmp_path_factory.getbasetemp() / "media-cache", "wav_pcm")
-        response = upload(client, path, title=uuid.uuid4().hex)
+        response = upload(uploader, path, title=uuid.uuid4().hex)
         assert response.status_code == 202 and response.json()["status"] == "queued"
         assert Job.objects.get(id=response.json()["id"]).published_at is None
         time.sleep(3)

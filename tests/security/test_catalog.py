@@ -72,17 +72,12 @@ def _client_for(user) -> tuple[APIClient, dict]:
 
 
 @pytest.fixture
-def media_dir(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "media-cache"
-
-
-@pytest.fixture
-def world(mongodb, rabbitmq, media_dir) -> World:
+def world(mongodb, rabbitmq, media_files) -> World:
     alice_user = user_create(email="alice@example.com")
     bob_user = user_create(email="bob@example.com")
     alice, alice_tokens = _client_for(alice_user)
     bob, _ = _client_for(bob_user)
-    wav = media.make_media(media_dir, "wav_pcm")
+    wav = media.make_media(media_files, "wav_pcm")
     done_id = upload(bob, wav, name=BOB_FILENAME).json()["id"]
     assert job_convert(job_id=done_id) == "done"  # the real conversion, as the converter runs it
     queued_id = upload(bob, wav, name=BOB_FILENAME).json()["id"]
@@ -93,7 +88,7 @@ def world(mongodb, rabbitmq, media_dir) -> World:
         bob_user=bob_user,
         bob_done=Job.objects.get(id=done_id),
         bob_queued=Job.objects.get(id=queued_id),
-        media_dir=media_dir,
+        media_dir=media_files,
     )
 
 
