@@ -10,11 +10,9 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import services
-from videomp3.api_errors import error, error_responses
+from core.api_errors import error, error_responses
 
 
 class CredentialsSerializer(serializers.Serializer):
@@ -92,9 +90,9 @@ class LogoutApi(APIView):
         serializer = RefreshInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            RefreshToken(serializer.validated_data["refresh"]).blacklist()
-        except TokenError:
-            return error(status.HTTP_401_UNAUTHORIZED, services.USED_OR_EXPIRED)
+            services.token_revoke(refresh=serializer.validated_data["refresh"])
+        except services.TokenRefused as exc:
+            return error(status.HTTP_401_UNAUTHORIZED, str(exc))
         return Response({"detail": "Signed out."})
 
 

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts import selectors
 from accounts.models import THROTTLE_KEY_LENGTH, LoginFailure, LoginThrottleKey, User
-from videomp3.http import client_address
+from core.client_address import client_address
 
 
 class InvalidCredentials(Exception):
@@ -263,6 +263,14 @@ def token_pair_refresh(*, refresh: str) -> dict[str, str]:
     token.set_exp()
     token.set_iat()
     return _token_pair_issue(token)
+
+
+def token_revoke(*, refresh: str) -> None:
+    """Sign out: the refresh token can no longer be used; raises TokenRefused when it was not valid."""
+    try:
+        RefreshToken(refresh).blacklist()
+    except TokenError:
+        raise TokenRefused(USED_OR_EXPIRED, "token_not_valid") from None
 
 
 DEMO_EMAIL = "demo@example.com"

@@ -160,7 +160,7 @@ def services():
         from django.conf import settings
 
         if settings.configured:  # a second script in the same `python -m bench` run: point at the new services
-            from uploads import storage
+            from core import storage
 
             settings.MONGODB_URI = env["MONGODB_URI"]
             settings.CONVERSION_TEMP_DIR = env["CONVERSION_TEMP_DIR"]  # the first script's was removed
@@ -173,7 +173,7 @@ def services():
         try:
             yield env, workdir
         finally:
-            from videomp3 import broker
+            from core import broker
 
             with contextlib.suppress(Exception):
                 broker.delete_queues()
@@ -301,7 +301,7 @@ def wait_for_job(job_id, timeout: float, interval: float = 0.02) -> str | None:
 
 
 def stored_upload(path: Path, email: str | None = None):
-    """A queued Job made in-process by the web role's own code (uploads.services.job_create: probe, audio
+    """A queued Job made in-process by the web role's own code (uploads.services.intake.job_create: probe, audio
     extraction, cover frame, GridFS) from a local file, not published to the queue; for scripts that
     measure the converter and need a job as an upload leaves it."""
     from unittest import mock
@@ -309,16 +309,16 @@ def stored_upload(path: Path, email: str | None = None):
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import UploadedFile
 
-    from uploads import services as job_services
+    from uploads.services import intake
 
     class LocalUpload(UploadedFile):
         def temporary_file_path(self) -> str:
             return str(path)
 
     user, _ = get_user_model().objects.get_or_create(email=email or f"bench-{uuid.uuid4().hex[:12]}@example.com")
-    with open(path, "rb") as fh, mock.patch.object(job_services, "job_queue_on_commit"):
+    with open(path, "rb") as fh, mock.patch.object(intake, "job_queue_on_commit"):
         upload_file = LocalUpload(fh, name=path.name, content_type="application/octet-stream", size=path.stat().st_size)
-        return job_services.job_create(owner=user, upload=upload_file)
+        return intake.job_create(owner=user, upload=upload_file)
 
 
 # What a copied job shares with its template: the stored audio source and cover, and what probing found.

@@ -1,7 +1,7 @@
 """4. Converter memory: peak RSS of a `run_converter` process tree (python + ffmpeg child), sampled every 50 ms.
 
 Inputs: the 10-minute 720p MP4 and a 60-minute 160x120 5 fps H.264+AAC MP4. Each goes through the web role's
-own upload code first (uploads.services.job_create, in-process), so the converter reads what it reads in
+own upload code first (uploads.services.intake.job_create, in-process), so the converter reads what it reads in
 production: the small audio source (AAC stream-copied into QuickTime: about 9 MiB for 10 minutes, 55 MiB for
 60) and the cover frame. The peak must not grow with the length of the audio: the source is downloaded to a
 temp file and ffmpeg reads it from disk, so neither is held in memory.
@@ -22,9 +22,9 @@ TARGET_GROWTH = 1.1
 
 def measure(path: Path, workdir: Path, timeout: float) -> tuple[float, float, float]:
     """(peak RSS MiB of the converter tree while converting, seconds to done, source MiB)."""
+    from core import broker
     from tests.support.processes import wait_until
     from uploads.models import Job
-    from videomp3 import broker
 
     job = _common.stored_upload(path)
     log = workdir / f"converter-{job.id}.log"

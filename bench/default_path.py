@@ -60,7 +60,7 @@ def _one_run(base_url: str, clip: Path, raw_out: Path, web_log: Path, converter_
 
 def _md5_check(job_id: str, raw_out: Path, tmp: Path) -> tuple[str, str]:
     """(md5 of the job's MP3 audio, md5 of raw's MP3 audio), decoded by ffmpeg."""
-    from uploads import storage
+    from core import storage
     from uploads.models import Job
 
     job = Job.objects.get(id=job_id)

@@ -1,6 +1,6 @@
 """5. Stream copy: converting MP3-in-container with `-c:a copy` against re-encoding the same input.
 
-Both sides run conversion.ffmpeg.convert_to_mp3 with the arguments conversion/options.py builds for
+Both sides run core.media.ffmpeg.convert_to_mp3 with the arguments conversion/encoding.py builds for
 the job (the default, which copies, vs stream_copy=False), on the same local file, paired run by run; the speedup is
 median(re-encode) / median(copy). No services are needed: this is the ffmpeg step alone, which is
 what stream copy changes (GridFS in and out cost the same either way).
@@ -31,13 +31,14 @@ def main(argv=None) -> dict:
     django.setup()
     from django.conf import settings
 
-    from conversion import ffmpeg
-    from conversion import options as conversion_options
+    from conversion import encoding
+    from core.media import ffmpeg, probe
+    from uploads import options as job_options
 
-    info = ffmpeg.probe(source)
+    info = probe.probe(source)
     stream_copy, reencode = (
-        conversion_options.encoding_for(
-            conversion_options.parse_options(raw, default_bitrate=settings.MP3_BITRATE_KBPS),
+        encoding.encoding_for(
+            job_options.parse_options(raw, default_bitrate=settings.MP3_BITRATE_KBPS),
             audio_streams=info.audio_streams,
             duration=info.duration,
             source_tags=info.tags,

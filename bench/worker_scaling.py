@@ -1,6 +1,6 @@
 """3. Worker scaling: 20 one-minute clips through 1 converter vs 2 converters (real processes, real RabbitMQ).
 
-The one-minute 720p clip goes through the web role's own upload code once (uploads.services.job_create,
+The one-minute 720p clip goes through the web role's own upload code once (uploads.services.intake.job_create,
 in-process: probe, audio stream-copied into a small QuickTime file, cover frame, GridFS bucket `sources`);
 then 20 queued jobs share that job's source_file_id and cover_file_id and copy its probed fields. Each job
 is then exactly the work a converter does for a unique upload of that clip (download the small source,
@@ -53,7 +53,7 @@ def _phase(workdir, converters: int, job_id) -> dict:
 
 
 def _batch_seconds(template, converters: int, clips: int, workdir, usage: dict) -> float:
-    from videomp3 import broker
+    from core import broker
 
     processes = [
         _common.role(["run_converter"], workdir / f"converter-{converters}-{i}.log") for i in range(converters)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from conversion import ffmpeg
-from conversion import options as conversion_options
+from conversion import encoding
+from core import failpoints, storage, workdirs
+from core.media import ffmpeg, probe
+from core.renewal import RenewedWhileRunning
+from core.timing import PhaseTimer
+from uploads import options as job_options
 from uploads import selectors as job_selectors
-from uploads import services as job_services
-from uploads import storage
-from videomp3 import broker, failpoints, workdirs
-from videomp3.renewal import RenewedWhileRunning
-from videomp3.timing import PhaseTimer
+from uploads.services import leases
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _progress_recorder(job_id, lease_owner: str) -> Callable[[int], None]:
         # Write at most every second or every 5 %, so progress costs the database little.
         now = time.monotonic()
         if percent - last["percent"] >= 5 or now - last["at"] >= 1.0:
-            job_services.job_set_progress(job_id=job_id, lease_owner=lease_owner, percent=min(percent, 99))
+            leases.job_set_progress(job_id=job_id, lease_owner=lease_owner, percent=min(percent, 99))
             last.update(percent=percent, at=now)
 
     return record
@@ -80,10 +80,10 @@ def _limits_for(job) -> ffmpeg.ChildLimits:
     )
 
 
-def _job_options(job) -> conversion_options.JobOptions:
+def _job_options(job) -> job_options.JobOptions:
     if not job.options:  # jobs from before per-job options, and POST /upload
-        return conversion_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
-    return conversion_options.JobOptions.from_stored(job.options)
+        return job_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
+    return job_options.JobOptions.from_stored(job.options)
 
 
 def _measure_loudness(job, owner: str, source: Path, *, should_cancel, limits) -> dict | None:
@@ -91,19 +91,19 @@ def _measure_loudness(job, owner: str, source: Path, *, should_cancel, limits) -
     options = _job_options(job)
     if not options.normalize:
         return None
-    input_args, output_args = conversion_options.loudness_analysis_args(
+    input_args, output_args = encoding.loudness_analysis_args(
         options, audio_streams=job.audio_streams, duration=job.duration
     )
     measured = ffmpeg.measure_loudness(
         source, input_args=input_args, output_args=output_args, should_cancel=should_cancel, limits=limits
     )
     loudness = {key: float(value) for key, value in measured.items()}
-    job_services.job_record_input_loudness(job_id=job.id, lease_owner=owner, loudness=loudness)
+    leases.job_record_input_loudness(job_id=job.id, lease_owner=owner, loudness=loudness)
     return loudness
 
 
-def _encoding_for(job, *, loudness: dict | None) -> conversion_options.Encoding:
-    return conversion_options.encoding_for(
+def _encoding_for(job, *, loudness: dict | None) -> ffmpeg.Encoding:
+    return encoding.encoding_for(
         _job_options(job),
         audio_streams=job.audio_streams,
         duration=job.duration,
@@ -127,7 +127,7 @@ def _cover(job, encoding, source: Path, workdir: Path, *, limits) -> Path | None
     """The cover frame to embed, for videos (audio files get no cover); None when off or there is none.
 
     The web role grabbed it at upload; a job from before that grabs it from its stored video now."""
-    at = conversion_options.cover_time(_job_options(job), duration=job.duration)
+    at = job_options.cover_time(_job_options(job), duration=job.duration)
     if at is None or not job.video_codec or encoding.audio_map is None:
         return None
     destination = workdir / "cover.jpg"
@@ -142,29 +142,31 @@ def _cover(job, encoding, source: Path, workdir: Path, *, limits) -> Path | None
     return destination
 
 
-def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str:
+def job_convert(
+    *, job_id: str, on_claimed: Callable[[], None] = lambda: None, hand_back: threading.Event | None = None
+) -> str:
     """Convert one job; returns "done", "failed", "retrying", "skipped", "cancelled" or "lost".
 
+    `on_claimed()` is called once the claim commits: from then on the database drives recovery.
     Media errors fail the job with a sentence. An unreachable store queues it again with backoff.
     A set `hand_back` (the worker is shutting down) stops ffmpeg and queues the job again.
+    Raises Job.DoesNotExist for an id that names no job (the worker dead-letters its message).
     """
     hand_back = hand_back or threading.Event()
-    if job_selectors.job_id_parse(job_id) is None:  # can never name a job: dead-lettered once, not retried
-        raise broker.RejectMessage(f"job_id {str(job_id)[:64]!r} is not a UUID")
+    job_selectors.job_id_require(job_id)
     owner = uuid.uuid4().hex
-    job = job_services.job_claim_for_conversion(job_id=job_id, lease_owner=owner)
+    job = leases.job_claim_for_conversion(job_id=job_id, lease_owner=owner)
     if job is None:
-        if job_selectors.job_get(job_id=job_id) is None:
-            raise broker.RejectMessage(f"no job {job_id}")
-        logger.info("job %s is not waiting for conversion; skipping the message", job_id)
+        job_selectors.job_require(job_id=job_id)
+        logger.info("job %s is not waiting for conversion; skipping it", job_id)
         return "skipped"
     failpoints.reached("claimed", job.id)
-    broker.ack_current_message()  # the claim is committed: the database drives recovery from here
+    on_claimed()
     logger.info("converting job %s (%s), attempt %d", job.id, job.original_filename, job.attempts)
     # Renewed from a thread while the attempt works; `lost` once the job was taken away (deleted, or
     # recovered by the sweeper after this worker stalled).
     lease = RenewedWhileRunning(
-        partial(job_services.job_renew_lease, job_id=job.id, lease_owner=owner),
+        partial(leases.job_renew_lease, job_id=job.id, lease_owner=owner),
         every=max(1.0, settings.JOB_LEASE_SECONDS / 3),
         name=f"the lease of job {job.id}",
     )
@@ -174,7 +176,7 @@ def job_convert(*, job_id: str, hand_back: threading.Event | None = None) -> str
 
 def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: threading.Event) -> str:
     watch = _CancelWatch(job.id, lease, hand_back)
-    mp3_id = job_services.mp3_file_id_for(job.id, attempt=owner)
+    mp3_id = leases.mp3_file_id_for(job.id, attempt=owner)
     # queue: from the upload's commit to this claim.
     timer = PhaseTimer(queue=max(0.0, (job.started_at - job.created_at).total_seconds()))
     try:
@@ -202,7 +204,7 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
                     limits=limits,
                 )
                 if mp3_duration is None:
-                    mp3_duration = ffmpeg.media_duration(destination)
+                    mp3_duration = probe.media_duration(destination)
             failpoints.reached("writing", job.id)
             with timer.phase("store"):
                 stored = storage.save_path(
@@ -211,33 +213,33 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
                     filename=job.mp3_filename,
                     content_type="audio/mpeg",
                     file_id=mp3_id,
-                    metadata=job_services.mp3_metadata(job.id, attempt=owner),
+                    metadata=leases.mp3_metadata(job.id, attempt=owner),
                 )
     except ffmpeg.FfmpegCancelled:
         if watch.job_cancelled or lease.lost.is_set():
             logger.info("job %s was cancelled or taken over while converting", job.id)
             return "cancelled"
-        job_services.job_release(job_id=job.id, lease_owner=owner)
+        leases.job_release(job_id=job.id, lease_owner=owner)
         raise ConversionHandedBack(str(job.id)) from None
     except ffmpeg.MediaError as exc:
-        job_services.job_mark_failed(job_id=job.id, lease_owner=owner, sentence=str(exc))
+        leases.job_mark_failed(job_id=job.id, lease_owner=owner, sentence=str(exc))
         logger.info("job %s failed: %s", job.id, exc)
         return "failed"
     except storage.StoredFileNotFound:
-        job_services.job_mark_failed(
+        leases.job_mark_failed(
             job_id=job.id, lease_owner=owner, sentence="The uploaded file is no longer stored; upload it again."
         )
         return "failed"
     except storage.StorageError as exc:
-        return job_services.job_retry_later(job_id=job.id, lease_owner=owner, reason=str(exc))
-    if not job_services.job_mark_done(job_id=job.id, lease_owner=owner, mp3=stored, mp3_duration=mp3_duration):
+        return leases.job_retry_later(job_id=job.id, lease_owner=owner, reason=str(exc))
+    if not leases.job_mark_done(job_id=job.id, lease_owner=owner, mp3=stored, mp3_duration=mp3_duration):
         storage.delete(storage.MP3S, mp3_id)  # only this attempt's own file
         logger.info("job %s was cancelled or taken over while its MP3 was stored; this attempt's MP3 removed", job.id)
         return "cancelled"
     failpoints.reached("committed", job.id)
     logger.info("conversion timings job=%s %s", job.id, timer.summary())
-    job_services.job_other_attempts_discard(job_id=job.id, kept_mp3_id=mp3_id)
+    leases.job_other_attempts_discard(job_id=job.id, kept_mp3_id=mp3_id)
     job.refresh_from_db()
-    job_services.job_source_video_discard(job=job)
+    leases.job_source_video_discard(job=job)
     logger.info("job %s done: %d bytes of MP3", job.id, stored.size)
     return "done"

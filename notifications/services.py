@@ -12,10 +12,10 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from core import failpoints
+from core.renewal import RenewedWhileRunning
 from uploads import selectors as job_selectors
-from uploads import services as job_services
-from videomp3 import broker, failpoints
-from videomp3.renewal import RenewedWhileRunning
+from uploads.services import notification_claims
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,10 @@ def _failure(exc: Exception) -> str:
 
 def job_notify(*, job_id: str) -> bool:
     """Email the owner that the MP3 is ready; False when there is nothing to send (sent, not done, or being sent)."""
-    if job_selectors.job_id_parse(job_id) is None:  # can never name a job: dead-lettered once, not retried
-        raise broker.RejectMessage(f"job_id {str(job_id)[:64]!r} is not a UUID")
-    job = job_services.job_claim_notification(job_id=job_id, seconds=settings.NOTIFY_CLAIM_SECONDS)
+    job_selectors.job_id_require(job_id)
+    job = notification_claims.job_claim_notification(job_id=job_id, seconds=settings.NOTIFY_CLAIM_SECONDS)
     if job is None:
-        if job_selectors.job_get(job_id=job_id) is None:
-            raise broker.RejectMessage(f"no job {job_id}")
+        job_selectors.job_require(job_id=job_id)
         logger.info("job %s needs no notification (already sent, not done, or being sent)", job_id)
         return False
     failpoints.reached("notify-claimed", job.id)
@@ -51,13 +49,13 @@ def job_notify(*, job_id: str) -> bool:
         # A slow mail server (each answer within EMAIL_TIMEOUT, the whole send longer than the claim)
         # must not let the sweeper hand the same email to another notifier: the claim is renewed meanwhile.
         seconds = settings.NOTIFY_CLAIM_SECONDS
-        renew = partial(job_services.job_renew_notification_claim, job_id=job.id, seconds=seconds)
+        renew = partial(notification_claims.job_renew_notification_claim, job_id=job.id, seconds=seconds)
         with RenewedWhileRunning(renew, every=max(0.5, seconds / 3), name=f"the email claim of job {job.id}"):
             message.send()
     except Exception as exc:  # noqa: BLE001 - whatever the mail server or provider did, try again later
-        job_services.job_notification_failed(job_id=job.id, reason=_failure(exc))
+        notification_claims.job_notification_failed(job_id=job.id, reason=_failure(exc))
         return False
-    job_services.job_record_notification(job_id=job_id)
+    notification_claims.job_record_notification(job_id=job_id)
     failpoints.reached("notify-recorded", job.id)
     logger.info("notified %s about job %s", job.owner.email, job.id)
     return True

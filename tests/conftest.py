@@ -24,7 +24,7 @@ def secantus_server(tmp_path_factory):
 @pytest.fixture
 def mongodb(secantus_server, settings):
     """A clean MongoDB database for one test, on the SecantusDB server."""
-    from uploads import storage
+    from core import storage
 
     settings.MONGODB_URI = secantus_server.uri
     settings.MONGODB_DB = f"test_{uuid.uuid4().hex[:12]}"
@@ -48,7 +48,7 @@ def rabbitmq_url():
 @pytest.fixture
 def rabbitmq(rabbitmq_url, settings):
     """The machine's RabbitMQ with queue names private to this test."""
-    from videomp3 import broker
+    from core import broker
 
     settings.AMQP_URL = rabbitmq_url
     settings.QUEUE_PREFIX = f"test-{uuid.uuid4().hex[:10]}-"

@@ -25,8 +25,8 @@ def uploaded_job(path, *, owner: User | None = None, **options):
     `options` as the form fields of POST /api/jobs/ give them. Needs the `mongodb` and `rabbitmq` fixtures."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from conversion.options import parse_options
-    from uploads.services import job_create as service_job_create
+    from uploads.options import parse_options
+    from uploads.services.intake import job_create as service_job_create
 
     upload = SimpleUploadedFile(path.name, path.read_bytes(), content_type="application/octet-stream")
     parsed = parse_options(options, default_bitrate=192)

@@ -1,4 +1,4 @@
-"""videomp3.broker against the machine's RabbitMQ (queue names private to each test), and the in-process queue."""
+"""core.broker against the machine's RabbitMQ (queue names private to each test), and the in-process queue."""
 
 import json
 import socket
@@ -8,10 +8,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pytest
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
+from core import broker, workers
+from core.broker import messages
 from tests.support.services import free_port
-from videomp3 import broker
 
 
 def consume_in_thread(queue, handle, **kwargs):
@@ -142,10 +144,10 @@ def test_queues_are_durable_quorum_queues_with_dead_letters(rabbitmq):
     try:
         # RabbitMQ refuses a redeclaration with other arguments (406), which shows the arguments it holds are ours.
         video = broker.queue_name(broker.VIDEO)
-        arguments = broker.queue_arguments(broker.VIDEO)
+        arguments = messages.queue_arguments(broker.VIDEO)
         other_arguments = [
             {**arguments, "x-queue-type": "classic"},
-            {**arguments, "x-delivery-limit": broker.DELIVERY_LIMIT + 1},
+            {**arguments, "x-delivery-limit": messages.DELIVERY_LIMIT + 1},
             {**arguments, "x-dead-letter-routing-key": "elsewhere"},
         ]
         for other in other_arguments:
@@ -178,7 +180,7 @@ def test_publish_then_consume_round_trip(rabbitmq):
     broker.publish(broker.VIDEO, "job-1", extra="ignored by old consumers")
     assert broker.queue_depth(broker.VIDEO) == 1
     received = []
-    stop, thread = consume_in_thread(broker.VIDEO, received.append)
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: received.append(message))
     wait_for(lambda: received)
     stop_and_join(stop, thread)
     assert received == [{"v": 1, "job_id": "job-1", "extra": "ignored by old consumers"}]
@@ -217,7 +219,7 @@ def test_a_failing_handler_gets_the_message_again(rabbitmq):
     broker.publish(broker.MP3, "job-2")
     calls = []
 
-    def flaky(message):
+    def flaky(message, acknowledge):
         calls.append(message)
         if len(calls) == 1:
             raise RuntimeError("transient")
@@ -234,7 +236,7 @@ def test_a_message_that_always_fails_is_dead_lettered_at_the_delivery_limit(rabb
     broker.publish(broker.MP3, "doomed")
     attempts = []
 
-    def always_fails(message):
+    def always_fails(message, acknowledge):
         attempts.append(message["job_id"])
         raise RuntimeError("a bug")
 
@@ -242,7 +244,7 @@ def test_a_message_that_always_fails_is_dead_lettered_at_the_delivery_limit(rabb
     wait_for(lambda: broker.queue_depth("mp3.dead") == 1, timeout=30)
     stop_and_join(stop, thread)
     # RabbitMQ 3.10 dead-letters once the delivery count exceeds the limit: the first try plus DELIVERY_LIMIT.
-    assert len(attempts) == broker.DELIVERY_LIMIT + 1
+    assert len(attempts) == messages.DELIVERY_LIMIT + 1
     assert broker.queue_depth(broker.MP3) == 0
 
 
@@ -251,7 +253,7 @@ def test_a_rejected_message_is_dead_lettered_at_once(rabbitmq):
     broker.publish(broker.VIDEO, "no-such-job")
     attempts = []
 
-    def reject(message):
+    def reject(message, acknowledge):
         attempts.append(message["job_id"])
         raise broker.RejectMessage("no such job")
 
@@ -269,11 +271,11 @@ def test_a_handler_can_ack_early_and_takes_no_second_message_meanwhile(rabbitmq)
     acked, release = threading.Event(), threading.Event()
     handled = []
 
-    def handler(message):
+    def handler(message, acknowledge):
         handled.append(message["job_id"])
         if message["job_id"] == "long":
-            broker.ack_current_message()  # returns once the ack is sent
-            broker.ack_current_message()  # a second call changes nothing
+            acknowledge()  # returns once the ack is sent
+            acknowledge()  # a second call changes nothing
             acked.set()
             assert release.wait(20)
             raise RuntimeError("fails after the ack")  # logged; the message is gone and not requeued
@@ -289,8 +291,32 @@ def test_a_handler_can_ack_early_and_takes_no_second_message_meanwhile(rabbitmq)
     assert broker.queue_depth(broker.VIDEO) == 0 and broker.queue_depth("video.dead") == 0
 
 
-def test_ack_current_message_outside_a_handler_does_nothing():
-    broker.ack_current_message()
+def test_the_worker_loop_owns_the_messages_its_job_handlers_never_see(rabbitmq):
+    """core.workers.run_worker hands a handler the job id and on_claimed(): the message is acked when the
+    handler calls it (the handler still working), and a job that does not exist is dead-lettered once."""
+    broker.declare_queues()
+    broker.publish(broker.VIDEO, "no-such-job")
+    broker.publish(broker.VIDEO, "claimed")
+    seen, claimed, release = [], threading.Event(), threading.Event()
+
+    def handle_job(job_id, on_claimed):
+        seen.append(job_id)
+        if job_id == "no-such-job":
+            raise ObjectDoesNotExist(f"no job {job_id}")
+        on_claimed()
+        claimed.set()
+        assert release.wait(20)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=workers.run_worker, args=(broker.VIDEO, handle_job), kwargs={"stop": stop})
+    thread.start()
+    try:
+        assert claimed.wait(10)
+        wait_for(lambda: queue_state(rabbitmq, broker.VIDEO)[0] == 0)  # acked while the handler works
+        assert broker.queue_depth("video.dead") == 1 and seen == ["no-such-job", "claimed"]
+    finally:
+        release.set()
+        stop_and_join(stop, thread)
 
 
 def test_publish_dead_letter_leaves_a_trace_for_operators(rabbitmq):
@@ -322,7 +348,7 @@ def test_unusable_messages_go_to_the_dead_letter_queue(rabbitmq, body):
     publish_raw(rabbitmq, broker.VIDEO, body)
     broker.publish(broker.VIDEO, "good")  # behind the poison one: the consumer carries on
     handled = []
-    stop, thread = consume_in_thread(broker.VIDEO, handled.append)
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: handled.append(message))
     try:
         wait_for(lambda: handled)
     finally:
@@ -333,7 +359,7 @@ def test_unusable_messages_go_to_the_dead_letter_queue(rabbitmq, body):
 
 
 def test_stop_returns_promptly_when_idle(rabbitmq):
-    stop, thread = consume_in_thread(broker.VIDEO, lambda message: None)
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: None)
     wait_for(lambda: queue_state(rabbitmq, broker.VIDEO) == (0, 1))
     stop_and_join(stop, thread, timeout=3)
     assert queue_state(rabbitmq, broker.VIDEO) == (0, 0)
@@ -346,7 +372,7 @@ def test_stop_lets_the_running_handler_finish_and_takes_nothing_more(rabbitmq):
     started, release = threading.Event(), threading.Event()
     handled = []
 
-    def handler(message):
+    def handler(message, acknowledge):
         started.set()
         assert release.wait(20)
         handled.append(message["job_id"])
@@ -379,7 +405,7 @@ def test_heartbeats_flow_while_a_long_handler_runs(rabbitmq, settings):
     broker.publish(broker.VIDEO, "next-job")
     done = []
 
-    def slow(message):
+    def slow(message, acknowledge):
         if message["job_id"] == "slow-job":
             time.sleep(6)
         done.append(message["job_id"])
@@ -396,7 +422,7 @@ def test_the_consumer_reconnects_after_a_network_fault(proxy, caplog):
     """Both the consumer and this thread's publisher connect through the proxy, which then cuts them."""
     broker.declare_queues()
     received = []
-    stop, thread = consume_in_thread(broker.VIDEO, lambda message: received.append(message["job_id"]))
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: received.append(message["job_id"]))
     broker.publish(broker.VIDEO, "before")
     wait_for(lambda: received == ["before"])
 
@@ -421,7 +447,7 @@ def test_the_heartbeat_keeps_beating_while_a_handler_outlives_a_broker_disconnec
     beats: list[float] = []
     started, finished = threading.Event(), threading.Event()
 
-    def long_handler(message):
+    def long_handler(message, acknowledge):
         started.set()
         time.sleep(8)
         finished.set()
@@ -444,7 +470,7 @@ def test_the_heartbeat_keeps_beating_while_a_handler_outlives_a_broker_disconnec
 def test_the_consumer_comes_back_when_its_queue_is_deleted(rabbitmq):
     broker.declare_queues()
     received = []
-    stop, thread = consume_in_thread(broker.VIDEO, lambda message: received.append(message["job_id"]))
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: received.append(message["job_id"]))
     wait_for(lambda: queue_state(rabbitmq, broker.VIDEO) == (0, 1))
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
     connection.channel().queue_delete(broker.queue_name(broker.VIDEO))  # RabbitMQ cancels the consumer
@@ -482,7 +508,7 @@ def test_unreachable_broker_is_a_broker_error(settings):
 
 def test_consume_keeps_retrying_an_unreachable_broker_until_stopped(settings, caplog):
     settings.AMQP_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
-    stop, thread = consume_in_thread(broker.VIDEO, lambda message: None)
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: None)
     wait_for(lambda: caplog.text.count("cannot connect to RabbitMQ") >= 2)  # after 1 s, then 2 s
     stop_and_join(stop, thread, timeout=3)
     assert "retrying in 1 s" in caplog.text and "retrying in 2 s" in caplog.text
@@ -505,7 +531,7 @@ def test_in_process_round_trip_and_dead_letters(in_process):
     broker.publish(broker.VIDEO, "job-3", extra=1)
     broker._transport().publish(broker.VIDEO, b"garbage")
     received = []
-    stop, thread = consume_in_thread(broker.VIDEO, received.append)
+    stop, thread = consume_in_thread(broker.VIDEO, lambda message, acknowledge: received.append(message))
     wait_for(lambda: received and broker.queue_depth("video.dead") == 1)
     stop_and_join(stop, thread, timeout=3)
     assert received == [{"v": 1, "job_id": "job-3", "extra": 1}]
@@ -518,7 +544,7 @@ def test_in_process_failures_are_retried_up_to_the_delivery_limit(in_process):
     broker.publish(broker.MP3, "doomed")
     attempts = []
 
-    def handler(message):
+    def handler(message, acknowledge):
         attempts.append(message["job_id"])
         if message["job_id"] == "doomed" or attempts.count("flaky") == 1:
             raise RuntimeError("boom")
@@ -527,7 +553,7 @@ def test_in_process_failures_are_retried_up_to_the_delivery_limit(in_process):
     wait_for(lambda: broker.queue_depth("mp3.dead") == 1)
     stop_and_join(stop, thread, timeout=3)
     assert attempts.count("flaky") == 2
-    assert attempts.count("doomed") == broker.DELIVERY_LIMIT + 1  # as RabbitMQ counts
+    assert attempts.count("doomed") == messages.DELIVERY_LIMIT + 1  # as RabbitMQ counts
     assert broker.queue_depth(broker.MP3) == 0
 
 
@@ -537,11 +563,11 @@ def test_in_process_reject_and_early_ack(in_process):
     broker.publish_dead_letter(broker.VIDEO, "by-hand", reason="a trace")
     attempts = []
 
-    def handler(message):
+    def handler(message, acknowledge):
         attempts.append(message["job_id"])
         if message["job_id"] == "rejected":
             raise broker.RejectMessage("no such job")
-        broker.ack_current_message()
+        acknowledge()
         raise RuntimeError("fails after the ack")
 
     stop, thread = consume_in_thread(broker.VIDEO, handler)

@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 
-from uploads import services, storage
+from core import storage
 from uploads.models import Job
+from uploads.services import deletion, intake, recovery
 
 
 @admin.register(Job)
@@ -27,9 +28,9 @@ class JobAdmin(admin.ModelAdmin):
         retried, refused = 0, []
         for job in queryset:
             try:
-                services.job_retry(job=job)
+                recovery.job_retry(job=job)
                 retried += 1
-            except (services.JobStateConflict, services.QuotaExceeded, storage.StorageError) as exc:
+            except (recovery.JobStateConflict, intake.QuotaExceeded, storage.StorageError) as exc:
                 # Over the owner's limit, or the file store away: each job says why, the others go on.
                 refused.append(f"{job.original_filename}: {exc}")
         self.message_user(request, f"{retried} job(s) queued again.")
@@ -38,11 +39,11 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete the selected jobs and their files")
     def delete_jobs(self, request, queryset):
-        results = [services.job_delete(job=job) for job in queryset]
+        results = [deletion.job_delete(job=job) for job in queryset]
         cancelled = sum(1 for result in results if result is not None)
         self.message_user(
             request, f"{len(results) - cancelled} job(s) deleted, {cancelled} cancelled while converting."
         )
 
     def delete_model(self, request, obj):
-        services.job_delete(job=obj)
+        deletion.job_delete(job=obj)

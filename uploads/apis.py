@@ -14,13 +14,15 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conversion import options as conversion_options
-from uploads import selectors, services, storage
+from core import storage
+from core.api_errors import Refusal, error, error_responses
+from uploads import options as job_options
+from uploads import selectors
 from uploads.downloads import mp3_response
 from uploads.models import Job
 from uploads.serializers import JobSerializer, PresetSerializer, UploadSerializer
+from uploads.services import deletion, intake, recovery
 from uploads.upload_handlers import UploadTooLarge
-from videomp3.api_errors import Refusal, error, error_responses
 
 # Multipart framing around the file: a request past this much over the limit cannot fit.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -54,8 +56,8 @@ def _refuse_before_body(request, user) -> None:
     # What an upload stores (its audio: a few MB of a video of GBs) is only known once it is extracted,
     # and checked then; a user already at a limit is refused now.
     try:
-        services.quota_check(owner=user, incoming=1)
-    except services.QuotaExceeded as exc:
+        intake.quota_check(owner=user, incoming=1)
+    except intake.QuotaExceeded as exc:
         raise Refusal(429, str(exc), exc.code, retry_after=exc.retry_after) from None
 
 
@@ -113,7 +115,7 @@ class _UploadApi(APIView):
         options, refusal = _query_options(request)
         if refusal is not None:
             return None  # the ordinary path reads the body and says what is wrong
-        return services.job_create_from_digest(owner=user, content_sha256=sha256, options=options)
+        return intake.job_create_from_digest(owner=user, content_sha256=sha256, options=options)
 
 
 def _single_upload(request, *, field: str | None):
@@ -129,7 +131,7 @@ def _single_upload(request, *, field: str | None):
     return files[field] if field else next(iter(files.values())), None
 
 
-def _quota_response(exc: services.QuotaExceeded) -> Response:
+def _quota_response(exc: intake.QuotaExceeded) -> Response:
     response = error(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), code=exc.code)
     response["Retry-After"] = str(exc.retry_after)
     return response
@@ -159,13 +161,13 @@ def _query_options(request):
 
 
 def _parsed_options(form: dict, json_text: str | None):
-    raw, errors = conversion_options.merge_sources(form=form, json_text=json_text)
+    raw, errors = job_options.merge_sources(form=form, json_text=json_text)
     try:
         if errors:
-            raise conversion_options.OptionsInvalid(errors)
-        return conversion_options.parse_options(raw, default_bitrate=settings.MP3_BITRATE_KBPS), None
-    except conversion_options.OptionsInvalid as exc:
-        rejected = services.options_rejected(exc)
+            raise job_options.OptionsInvalid(errors)
+        return job_options.parse_options(raw, default_bitrate=settings.MP3_BITRATE_KBPS), None
+    except job_options.OptionsInvalid as exc:
+        rejected = intake.options_rejected(exc)
         return None, error(rejected.status, str(rejected), code=rejected.code, errors=rejected.errors)
 
 
@@ -179,10 +181,10 @@ def _create_job_response(request, upload, *, created_status: int, options=None) 
             code="digest_mismatch",
         )
     try:
-        job = services.job_create(owner=request.user, upload=upload, options=options)
-    except services.QuotaExceeded as exc:
+        job = intake.job_create(owner=request.user, upload=upload, options=options)
+    except intake.QuotaExceeded as exc:
         return _quota_response(exc)
-    except services.UploadRejected as exc:
+    except intake.UploadRejected as exc:
         if exc.errors:
             return error(exc.status, str(exc), code=exc.code, errors=exc.errors)
         return error(exc.status, str(exc), code=exc.code)
@@ -255,7 +257,7 @@ class PresetListApi(APIView):
 
     @extend_schema(responses=PresetSerializer(many=True))
     def get(self, request):
-        return Response({"results": conversion_options.presets_listing()})
+        return Response({"results": job_options.presets_listing()})
 
 
 def _job_or_404(request, job_id):
@@ -281,7 +283,7 @@ class JobDetailApi(APIView):
         job, missing = _job_or_404(request, job_id)
         if missing:
             return missing
-        cancelled = services.job_delete(
+        cancelled = deletion.job_delete(
             job=job
         )  # its files go after the commit; a store outage leaves them to the cleanup
         if cancelled is not None:
@@ -300,10 +302,10 @@ class JobRetryApi(APIView):
         if missing:
             return missing
         try:
-            job = services.job_retry(job=job)
-        except services.QuotaExceeded as exc:
+            job = recovery.job_retry(job=job)
+        except intake.QuotaExceeded as exc:
             return _quota_response(exc)
-        except services.JobStateConflict as exc:
+        except recovery.JobStateConflict as exc:
             return error(409, str(exc), code="conflict")
         except storage.StorageError as exc:
             raise StoreUnavailable(str(exc)) from exc

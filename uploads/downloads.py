@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 from django.http import HttpResponse, StreamingHttpResponse
 
-from uploads import storage
+from core import storage
 from uploads.models import Job
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

@@ -42,7 +42,7 @@ class Job(models.Model):
     audio_streams = models.JSONField(default=list, blank=True)
     source_tags = models.JSONField(default=dict, blank=True)
 
-    # What was asked for: conversion.options.JobOptions.canonical() (every field, defaults filled in),
+    # What was asked for: uploads.options.JobOptions.canonical() (every field, defaults filled in),
     # so equal requests store equal JSON. {} (jobs from before options, POST /upload) means the defaults.
     options = models.JSONField(default=dict, blank=True)
     # sha256 of the canonical options: with owner and content_sha256, what makes two uploads the same

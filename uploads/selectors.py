@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 
-from uploads import storage
+from core import storage
 from uploads.models import Job
 
 
@@ -41,6 +41,23 @@ def job_get_by_mp3_file_id_for_user(*, user, file_id: str) -> Job | None:
 def job_get(*, job_id) -> Job | None:
     parsed = job_id_parse(job_id)
     return Job.objects.filter(id=parsed).first() if parsed else None
+
+
+def job_id_require(value) -> uuid.UUID:
+    """The job id in value, or Job.DoesNotExist: a message whose id can never name a job (the worker
+    dead-letters it once instead of retrying it)."""
+    parsed = job_id_parse(value)
+    if parsed is None:
+        raise Job.DoesNotExist(f"job_id {str(value)[:64]!r} is not a UUID")
+    return parsed
+
+
+def job_require(*, job_id) -> Job:
+    """The job, or Job.DoesNotExist naming it."""
+    job = job_get(job_id=job_id)
+    if job is None:
+        raise Job.DoesNotExist(f"no job {job_id}")
+    return job
 
 
 def job_is_cancelled(*, job_id) -> bool:
@@ -98,3 +115,40 @@ def user_next_expiry(*, user) -> datetime | None:
         .first()
     )
     return oldest + timedelta(days=settings.RETENTION_DAYS) if oldest else None
+
+
+# --- counts for /metrics
+
+
+def job_counts_by_status() -> dict[str, int]:
+    """How many jobs are in each state now, every state present."""
+    counts = dict.fromkeys(Job.Status.values, 0)
+    for row in Job.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def job_conversion_seconds(*, bounds: tuple[float, ...]) -> dict:
+    """For done jobs, claim to MP3 stored: `count`, `total` (a timedelta, or None), and `at_most`: how many
+    took at most each of `bounds` seconds (a histogram's cumulative buckets)."""
+    timed = (
+        Job.objects.order_by()
+        .filter(status=Job.Status.DONE, started_at__isnull=False, finished_at__isnull=False)
+        .annotate(seconds=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
+    )
+    buckets = {
+        f"le_{index}": Count("id", filter=Q(seconds__lte=timedelta(seconds=bound)))
+        for index, bound in enumerate(bounds)
+    }
+    totals = timed.aggregate(count=Count("id"), total=Sum("seconds"), **buckets)
+    return {
+        "count": totals["count"],
+        "total": totals["total"],
+        "at_most": [totals[f"le_{index}"] for index in range(len(bounds))],
+    }
+
+
+def job_byte_totals() -> dict[str, int]:
+    """Bytes uploaded (`uploaded`) and MP3 bytes produced (`produced`) by the jobs that exist now."""
+    sums = Job.objects.order_by().aggregate(uploaded=Sum("size"), produced=Sum("mp3_size"))
+    return {"uploaded": sums["uploaded"] or 0, "produced": sums["produced"] or 0}

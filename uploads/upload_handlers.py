@@ -1,7 +1,7 @@
 """Uploads are spooled to a temp file (never held in memory), hashed as they arrive, and cut off at
 MAX_UPLOAD_SIZE.
 
-Nothing reaches GridFS while the body arrives: uploads.services.job_create probes the spooled file
+Nothing reaches GridFS while the body arrives: uploads.services.intake.job_create probes the spooled file
 and stores only what a conversion needs (the audio, stream-copied, and the cover frame), a few MB
 where the video may be GBs. The SHA-256 (the dedup key) is computed on the way in, so it costs no
 second read of the file.
@@ -22,7 +22,7 @@ class UploadTooLarge(APIException):
     default_code = "too_large"
 
     def __init__(self):
-        from uploads.services import too_large_sentence
+        from uploads.services.intake import too_large_sentence
 
         super().__init__(too_large_sentence())
 

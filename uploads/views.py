@@ -6,10 +6,10 @@ from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 
-from conversion import options as conversion_options
+from uploads import options as job_options
 from uploads import selectors
 from uploads.serializers import JobSerializer
-from uploads.services import too_large_sentence
+from uploads.services.intake import too_large_sentence
 
 
 def _size_text(size: int) -> str:
@@ -50,10 +50,10 @@ def jobs_page(request):
 def _output_option_choices() -> dict:
     """What the upload page's "Output options" form offers (issue #9); the API validates what is sent."""
     return {
-        "presets": conversion_options.presets_listing(),
-        "cbr_bitrates": conversion_options.CBR_BITRATES,
+        "presets": job_options.presets_listing(),
+        "cbr_bitrates": job_options.CBR_BITRATES,
         "vbr_qualities": range(10),
-        "sample_rates": conversion_options.SAMPLE_RATES,
+        "sample_rates": job_options.SAMPLE_RATES,
         "default_bitrate": settings.MP3_BITRATE_KBPS,
     }
 

@@ -16,8 +16,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from uploads import storage
-from videomp3 import broker
+from core import broker, storage
 from videomp3.metrics import metrics
 
 logger = logging.getLogger(__name__)

@@ -13,13 +13,12 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from uploads.models import Job
-from videomp3 import broker
+from core import broker
+from uploads import selectors as job_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +46,7 @@ def _family(name: str, kind: str, help_text: str, samples: list[tuple[str, float
 
 
 def _job_lines() -> list[str]:
-    counts = dict.fromkeys(Job.Status.values, 0)
-    for row in Job.objects.order_by().values("status").annotate(n=Count("id")):
-        counts[row["status"]] = row["n"]
+    counts = job_selectors.job_counts_by_status()
     lines = _family(
         "videomp3_jobs",
         "gauge",
@@ -62,31 +59,22 @@ def _job_lines() -> list[str]:
         "videomp3_conversions_total",
         "counter",
         "Conversions that produced an MP3 (jobs now done).",
-        [("videomp3_conversions_total", counts[Job.Status.DONE])],
+        [("videomp3_conversions_total", counts["done"])],
     )
     lines += _family(
         "videomp3_conversion_failures_total",
         "counter",
         "Conversions that failed with a sentence for the user (jobs now failed).",
-        [("videomp3_conversion_failures_total", counts[Job.Status.FAILED])],
+        [("videomp3_conversion_failures_total", counts["failed"])],
     )
     return lines
 
 
 def _conversion_seconds_lines() -> list[str]:
-    timed = (
-        Job.objects.order_by()
-        .filter(status=Job.Status.DONE, started_at__isnull=False, finished_at__isnull=False)
-        .annotate(seconds=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-    )
-    buckets = {
-        f"le_{index}": Count("id", filter=Q(seconds__lte=timedelta(seconds=bound)))
-        for index, bound in enumerate(CONVERSION_SECONDS_BUCKETS)
-    }
-    totals = timed.aggregate(count=Count("id"), total=Sum("seconds"), **buckets)
+    totals = job_selectors.job_conversion_seconds(bounds=CONVERSION_SECONDS_BUCKETS)
     total: timedelta | None = totals["total"]
     samples = [
-        (f'videomp3_conversion_seconds_bucket{{le="{_format_value(float(bound))}"}}', totals[f"le_{index}"])
+        (f'videomp3_conversion_seconds_bucket{{le="{_format_value(float(bound))}"}}', totals["at_most"][index])
         for index, bound in enumerate(CONVERSION_SECONDS_BUCKETS)
     ]
     samples += [
@@ -103,17 +91,17 @@ def _conversion_seconds_lines() -> list[str]:
 
 
 def _byte_lines() -> list[str]:
-    sums = Job.objects.order_by().aggregate(uploaded=Sum("size"), produced=Sum("mp3_size"))
+    sums = job_selectors.job_byte_totals()
     return _family(
         "videomp3_uploaded_bytes_total",
         "counter",
         "Bytes of the videos of the jobs that exist now.",
-        [("videomp3_uploaded_bytes_total", sums["uploaded"] or 0)],
+        [("videomp3_uploaded_bytes_total", sums["uploaded"])],
     ) + _family(
         "videomp3_produced_bytes_total",
         "counter",
         "Bytes of the MP3s of the jobs that exist now.",
-        [("videomp3_produced_bytes_total", sums["produced"] or 0)],
+        [("videomp3_produced_bytes_total", sums["produced"])],
     )
 
 

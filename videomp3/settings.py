@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from videomp3.env import env_bool, env_int, env_list, env_secret, env_str
+from core.env import env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -79,7 +79,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy as a header on every response (Django 5.2 has no built-in CSP).
-    "videomp3.security.ContentSecurityPolicyMiddleware",
+    "videomp3.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "videomp3.urls"
@@ -154,7 +154,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "videomp3.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SIMPLE_JWT = {
@@ -236,7 +236,7 @@ SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 25)
 FFMPEG_TIME_LIMIT_BASE = env_int("FFMPEG_TIME_LIMIT_BASE", 120)
 FFMPEG_TIME_LIMIT_FACTOR = env_int("FFMPEG_TIME_LIMIT_FACTOR", 2)
 FFMPEG_MEMORY_LIMIT_MB = env_int("FFMPEG_MEMORY_LIMIT_MB", 2048)
-# Tests only: named points where a worker SIGKILLs itself (videomp3/failpoints.py).
+# Tests only: named points where a worker SIGKILLs itself (core/failpoints.py).
 FAILPOINTS = env_list("FAILPOINTS")
 # Touched by the consume loop; a liveness probe checks its age.
 WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE")
@@ -318,7 +318,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "videomp3.logs.JsonFormatter"},
+        "json": {"()": "core.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}

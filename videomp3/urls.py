@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from accounts.apis import original_login
 from uploads import apis as upload_apis
 from videomp3 import health, metrics
-from videomp3.security import SwaggerUIView
+from videomp3.api_docs import SwaggerUIView
 
 urlpatterns = [
     path("admin/", admin.site.urls),

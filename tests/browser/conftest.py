@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from conversion.ffmpeg import ffmpeg_path
+from core.media.ffmpeg import ffmpeg_path
 from tests.support import media
 from tests.support.pipeline import shared_service_env
 from tests.support.processes import PROJECT_DIR, manage_command, stop_process, web_server
@@ -57,8 +57,7 @@ class LiveSystem:
 @pytest.fixture(scope="module")
 def live_system(django_db_setup, secantus_server, rabbitmq_url, tmp_path_factory):
     """The web role, the converter and the notifier, started once for the module."""
-    from uploads import storage
-    from videomp3 import broker
+    from core import broker, storage
 
     base = tmp_path_factory.mktemp("browser")
     overrides = override_settings(

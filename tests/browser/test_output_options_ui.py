@@ -6,11 +6,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from core import storage
 from tests.browser.conftest import named_media, screenshot
 from tests.browser.test_ui import choose_files, job_row, sign_in, upload_row, wait_done
 from tests.factories import user_create
 from tests.support import audio_checks
-from uploads import storage
 from uploads.models import Job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

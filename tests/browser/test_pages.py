@@ -29,7 +29,7 @@ def assert_csp_safe(html: str, where: str) -> None:
 
 
 def assert_csp_header(response, where: str) -> None:
-    """The policy travels as a header (videomp3/security.py); tests/security/test_deploy.py checks its content."""
+    """The policy travels as a header (videomp3/csp.py); tests/security/test_deploy.py checks its content."""
     assert "default-src 'self'" in response["Content-Security-Policy"], f"{where}: no CSP header"
 
 

@@ -10,13 +10,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversion import ffmpeg
+from core import storage
+from core.media import probe
 from tests.browser.conftest import MAX_UPLOAD_SIZE, long_recording, named_media, screenshot
 from tests.factories import DEFAULT_PASSWORD, job_create, user_create
 from tests.support import media
 from tests.support.pipeline import email_text, read_emails, wait_for_job
 from tests.support.processes import wait_until
-from uploads import storage
 from uploads.models import Job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -130,7 +130,7 @@ def test_upload_two_videos_watch_them_convert_play_one_and_download_the_other(pa
     audio.evaluate("a => a.play()")
     page.wait_for_function("a => !a.paused && a.currentTime > 0.3", arg=audio.element_handle(), timeout=15_000)
     duration = audio.evaluate("a => a.duration")
-    assert abs(duration - ffmpeg.media_duration(talk)) < 0.5, duration
+    assert abs(duration - probe.media_duration(talk)) < 0.5, duration
     audio.evaluate("a => a.pause()")
 
     # Download the second: the bytes are the MP3 the converter stored.
@@ -143,15 +143,15 @@ def test_upload_two_videos_watch_them_convert_play_one_and_download_the_other(pa
     job = Job.objects.get(original_filename="interview.mov")
     assert len(data) == job.mp3_size
     assert data[:3] == b"ID3" or data[0] == 0xFF
-    info = ffmpeg.probe(download.path())
+    info = probe.probe(download.path())
     assert info.container == "mp3" and info.audio_codecs == ["mp3"]
-    assert abs(info.duration - ffmpeg.media_duration(clip)) < 0.5
+    assert abs(info.duration - probe.media_duration(clip)) < 0.5
     expect(page.locator("li.upload")).to_have_count(0, timeout=10_000)  # the finished uploads fade out
     screenshot(page, "jobs-finished")
 
 
 def test_rejected_files_show_the_servers_sentence(page, live_system):
-    from uploads.services import too_large_sentence
+    from uploads.services.intake import too_large_sentence
 
     user_create(email="bob@example.com")
     no_audio = named_media(live_system.media_dir, "mp4_no_audio", "silent-film.mp4")
@@ -161,8 +161,8 @@ def test_rejected_files_show_the_servers_sentence(page, live_system):
     sign_in(page, live_system, "bob@example.com")
 
     choose_files(page, [no_audio, not_video, too_large])
-    expect(upload_row(page, "silent-film.mp4").locator(".upload-error")).to_have_text(ffmpeg.NO_AUDIO)
-    expect(upload_row(page, "notes.mp4").locator(".upload-error")).to_have_text(ffmpeg.NOT_MEDIA)
+    expect(upload_row(page, "silent-film.mp4").locator(".upload-error")).to_have_text(probe.NO_AUDIO)
+    expect(upload_row(page, "notes.mp4").locator(".upload-error")).to_have_text(probe.NOT_MEDIA)
     expect(upload_row(page, too_large.name).locator(".upload-error")).to_have_text(too_large_sentence())
     for row in page.locator("li.upload").all():
         expect(row.locator(".upload-status")).to_have_text("Not uploaded")

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 
-from conversion import options as conversion_options
 from conversion.services import job_convert
+from core import storage
 from tests.factories import uploaded_job, user_create
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_files_and_orphan_chunks
-from uploads import services as job_services
-from uploads import storage
+from uploads import options as job_options
 from uploads.models import Job
+from uploads.services import intake
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -332,7 +332,7 @@ def test_the_audio_source_decodes_to_exactly_the_uploads_samples(services, media
 def test_the_default_job_encodes_exactly_as_plain_ffmpeg(services, media_files, tmp_path, settings):
     settings.MP3_BITRATE_KBPS = 192
     upload = media.make_media(media_files, "mp4_h264_aac_moov_end")
-    job = job_services.job_create(
+    job = intake.job_create(
         owner=user_create(), upload=SimpleUploadedFile(upload.name, upload.read_bytes()), options=None
     )
     mp3 = converted(job, tmp_path)
@@ -385,10 +385,10 @@ def test_an_extraction_over_its_memory_limit_refuses_the_upload_and_leaves_nothi
     # Probing has its own fixed limit, so the file is still probed and found fine; extraction is what fails:
     # 8 MB of address space is not enough for ffmpeg to even map its shared libraries.
     settings.FFMPEG_MEMORY_LIMIT_MB = 8
-    options = conversion_options.parse_options({}, default_bitrate=192)
+    options = job_options.parse_options({}, default_bitrate=192)
     try:
-        with pytest.raises(job_services.UploadRejected) as refused:
-            job_services.job_create(owner=user_create(), upload=upload, options=options)
+        with pytest.raises(intake.UploadRejected) as refused:
+            intake.job_create(owner=user_create(), upload=upload, options=options)
     finally:
         upload.close()
     assert refused.value.status == 422 and refused.value.code == "extract_failed"

@@ -4,14 +4,13 @@ import threading
 
 import pytest
 
-from conversion import options as conversion_options
 from conversion.services import ConversionHandedBack, job_convert
+from core import broker, storage
 from tests.factories import job_create, uploaded_job
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count
-from uploads import storage
+from uploads import options as job_options
 from uploads.models import Job
-from videomp3 import broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +44,7 @@ def test_a_redelivered_message_for_a_done_job_is_skipped(mongodb, rabbitmq, medi
     job = queued_job(media.make_media(media_files, "wav_pcm"))
     job_convert(job_id=str(job.id))
     assert job_convert(job_id=str(job.id)) == "skipped"
-    with pytest.raises(broker.RejectMessage):  # an unknown job: the message goes to the dead-letter queue
+    with pytest.raises(Job.DoesNotExist):  # an unknown job: the worker dead-letters its message
         job_convert(job_id="00000000-0000-0000-0000-000000000000")
     job.refresh_from_db()
     assert job.attempts == 1 and broker.queue_depth(broker.MP3) == 1
@@ -109,7 +108,7 @@ def test_a_legacy_job_with_only_its_video_stored_converts_with_every_option(
     Job.objects.filter(id=job.id).update(
         video_codec="h264",
         audio_streams=[{"codec": "aac", "channels": 1, "sample_rate": 44100, "language": None, "default": True}],
-        options=conversion_options.parse_options(options, default_bitrate=192).canonical(),
+        options=job_options.parse_options(options, default_bitrate=192).canonical(),
     )
     assert job_convert(job_id=str(job.id)) == "done"
     job.refresh_from_db()

@@ -1,4 +1,4 @@
-"""conversion.ffmpeg against real ffmpeg builds: Debian's (with ffprobe) and imageio-ffmpeg's (without)."""
+"""core.media.ffmpeg against real ffmpeg builds: Debian's (with ffprobe) and imageio-ffmpeg's (without)."""
 
 import os
 import pickle
@@ -9,8 +9,10 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from conversion import ffmpeg
-from conversion.ffmpeg import FfmpegCancelled, MediaError, convert_to_mp3, media_duration, probe
+from core.media import ffmpeg
+from core.media import probe as probing
+from core.media.ffmpeg import FfmpegCancelled, MediaError, convert_to_mp3
+from core.media.probe import media_duration, probe
 from tests.support.media import (
     make_avi_with_embedded_playlist,
     make_concat_script,
@@ -75,7 +77,7 @@ def backend(request, monkeypatch, fresh_binaries):
         if ffmpeg.ffprobe_path() is None:
             pytest.skip("no ffprobe on PATH")
     elif request.param == "ffmpeg-only":
-        monkeypatch.setattr(ffmpeg, "ffprobe_path", lambda: None)
+        monkeypatch.setattr(probing, "ffprobe_path", lambda: None)
     else:
         request.getfixturevalue("bundled_ffmpeg")
     return request.param
@@ -165,7 +167,7 @@ def test_probe_rejects_what_is_not_media(backend, media_dir, case):
     with pytest.raises(MediaError) as caught:
         probe(NOT_MEDIA_CASES[case](media_dir))
     assert caught.value.code == "not_media"
-    assert str(caught.value) == ffmpeg.NOT_MEDIA
+    assert str(caught.value) == probing.NOT_MEDIA
 
 
 @pytest.mark.parametrize("make", [make_hls_playlist, make_concat_script], ids=["hls", "ffconcat"])
@@ -173,7 +175,7 @@ def test_probe_refuses_playlists(backend, media_dir, make):
     with pytest.raises(MediaError) as caught:
         probe(make(media_dir))
     assert caught.value.code == "container_not_allowed"
-    assert str(caught.value) == ffmpeg.PLAYLIST_NOT_ALLOWED
+    assert str(caught.value) == probing.PLAYLIST_NOT_ALLOWED
 
 
 @pytest.mark.parametrize("make", [make_hls_playlist, make_concat_script], ids=["hls", "ffconcat"])
@@ -187,13 +189,13 @@ def test_ffmpeg_itself_refuses_playlists_without_opening_what_they_name(backend,
     for named in tmp_path.glob("*-3s.*"):
         named.unlink()
         os.mkfifo(named)
-    monkeypatch.setattr(ffmpeg, "_is_playlist_or_script", lambda head: False)
-    monkeypatch.setattr(ffmpeg, "PROBE_TIMEOUT", 5.0)
+    monkeypatch.setattr(probing, "_is_playlist_or_script", lambda head: False)
+    monkeypatch.setattr(probing, "PROBE_TIMEOUT", 5.0)
 
     with pytest.raises(MediaError) as caught:
         probe(playlist)
     assert caught.value.code == "container_not_allowed"
-    assert str(caught.value) == ffmpeg.PLAYLIST_NOT_ALLOWED
+    assert str(caught.value) == probing.PLAYLIST_NOT_ALLOWED
 
 
 def test_probe_refuses_an_avi_carrying_an_embedded_playlist(backend, tmp_path):
@@ -202,7 +204,7 @@ def test_probe_refuses_an_avi_carrying_an_embedded_playlist(backend, tmp_path):
     with pytest.raises(MediaError) as caught:
         probe(make_avi_with_embedded_playlist(tmp_path, secret))
     assert caught.value.code == "container_not_allowed"
-    assert str(caught.value) == ffmpeg.EMBEDDED_PLAYLIST
+    assert str(caught.value) == probing.EMBEDDED_PLAYLIST
 
 
 def test_ffmpeg_itself_never_opens_what_an_avi_embedded_playlist_names(monkeypatch, tmp_path):
@@ -214,8 +216,8 @@ def test_ffmpeg_itself_never_opens_what_an_avi_embedded_playlist_names(monkeypat
     referred = tmp_path / "secret.ts"
     os.mkfifo(referred)
     avi = make_avi_with_embedded_playlist(tmp_path, referred, seconds=2)
-    monkeypatch.setattr(ffmpeg, "_carries_playlist", lambda path: False)
-    monkeypatch.setattr(ffmpeg, "PROBE_TIMEOUT", 10.0)
+    monkeypatch.setattr(probing, "_carries_playlist", lambda path: False)
+    monkeypatch.setattr(probing, "PROBE_TIMEOUT", 10.0)
 
     info = probe(avi)
     assert (info.container, info.audio_codecs) == ("avi", ["pcm_s16le"])
@@ -248,8 +250,8 @@ def test_probe_of_a_missing_file_is_not_a_media_error(tmp_path):
 
 
 def test_media_error_survives_pickling():
-    error = pickle.loads(pickle.dumps(MediaError("no_audio", ffmpeg.NO_AUDIO)))  # noqa: S301 - our own data
-    assert (error.code, str(error)) == ("no_audio", ffmpeg.NO_AUDIO)
+    error = pickle.loads(pickle.dumps(MediaError("no_audio", probing.NO_AUDIO)))  # noqa: S301 - our own data
+    assert (error.code, str(error)) == ("no_audio", probing.NO_AUDIO)
 
 
 # ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conversion import ffmpeg
+from core.media import ffmpeg, probe
 from tests.support import media
 from tests.support.processes import PROJECT_DIR, wait_until
 
@@ -27,7 +27,7 @@ def test_no_ffmpeg_or_ffprobe_run_uses_preexec_fn(media_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(subprocess, "Popen", spy)
     video = media.make_media(media_dir, "mp4_h264_aac_moov_end")
-    info = ffmpeg.probe(video)
+    info = probe.probe(video)
     assert ffmpeg.extract_audio(video, tmp_path / "audio.mov", container=info.container)
     assert ffmpeg.grab_frame(video, tmp_path / "cover.jpg", at=1.0)
     ffmpeg.convert_to_mp3(tmp_path / "audio.mov", tmp_path / "out.mp3", duration=info.duration)
@@ -92,7 +92,7 @@ def test_ffmpeg_dies_with_the_process_that_started_it_from_a_thread(tmp_path):
     script = textwrap.dedent(
         f"""
         import threading, time
-        from conversion import ffmpeg
+        from core.media import ffmpeg
         threading.Thread(
             target=ffmpeg.convert_to_mp3, args=({str(stalled)!r}, {str(tmp_path / "out.mp3")!r}),
             kwargs={{"duration": 3.0}}, daemon=True,

@@ -1,8 +1,9 @@
-"""conversion/options.py on its own: parsing, canonical form, media checks and the ffmpeg arguments."""
+"""uploads/options.py and conversion/encoding.py on their own: parsing, canonical form, media checks and the ffmpeg arguments."""
 
 import pytest
 
-from conversion import options as o
+from conversion import encoding
+from uploads import options as o
 
 
 def parse(**raw):
@@ -67,23 +68,25 @@ def test_default_track_is_the_flagged_one_else_the_one_with_most_channels():
 def test_encoding_arguments():
     streams = [{"codec": "mp3", "channels": 2, "sample_rate": 44100, "default": True}]
 
-    def encoding(**raw):
-        return o.encoding_for(parse(**raw), audio_streams=streams, duration=10.0, source_tags={}, filename_title="talk")
+    def encode(**raw):
+        return encoding.encoding_for(
+            parse(**raw), audio_streams=streams, duration=10.0, source_tags={}, filename_title="talk"
+        )
 
-    default = encoding()
+    default = encode()
     assert default.stream_copy and default.audio_map == "0:a:0"  # MP3 in, nothing asked: copied
-    reencoded = encoding(stream_copy=False)
+    reencoded = encode(stream_copy=False)
     assert not reencoded.stream_copy and ["-b:a", "192k"] == list(reencoded.output_args[4:6])
-    assert not encoding(bitrate=192).stream_copy and not encoding(vbr_quality=2).stream_copy
+    assert not encode(bitrate=192).stream_copy and not encode(vbr_quality=2).stream_copy
     assert "title=talk" in default.output_args
-    aac = o.encoding_for(
+    aac = encoding.encoding_for(
         parse(), audio_streams=[{**streams[0], "codec": "aac"}], duration=10.0, source_tags={}, filename_title="t"
     )
     assert not aac.stream_copy and ["-b:a", "192k"] == list(aac.output_args[4:6])
-    vbr = encoding(vbr_quality=3, sample_rate=22050, channels="mono", start=2, end=5)
+    vbr = encode(vbr_quality=3, sample_rate=22050, channels="mono", start=2, end=5)
     assert vbr.input_args == ("-ss", "2.000") and vbr.output_duration == 3.0
     args = " ".join(vbr.output_args)
     assert "-q:a 3" in args and "-ar 22050" in args and "-ac 1" in args and "-t 3.000" in args
-    assert encoding(stream_copy=True).stream_copy
-    assert not encoding(stream_copy=True, normalize=True).stream_copy
-    assert "-map_chapters -1" in " ".join(encoding(chapters=False).output_args)
+    assert encode(stream_copy=True).stream_copy
+    assert not encode(stream_copy=True, normalize=True).stream_copy
+    assert "-map_chapters -1" in " ".join(encode(chapters=False).output_args)

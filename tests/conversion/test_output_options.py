@@ -6,12 +6,12 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from conversion.options import parse_options
 from conversion.services import job_convert
+from core import storage
 from tests.factories import user_create
 from tests.support import audio_checks, media
-from uploads import services as job_services
-from uploads import storage
+from uploads.options import parse_options
+from uploads.services import intake
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +24,7 @@ def convert(mongodb, rabbitmq, tmp_path):
     def run(path, **raw_options):
         options = parse_options(raw_options, default_bitrate=settings.MP3_BITRATE_KBPS)
         upload = SimpleUploadedFile(path.name, path.read_bytes(), content_type="application/octet-stream")
-        job = job_services.job_create(owner=user_create(), upload=upload, options=options)
+        job = intake.job_create(owner=user_create(), upload=upload, options=options)
         assert job_convert(job_id=str(job.id)) == "done", job.error
         job.refresh_from_db()
         output = tmp_path / f"out-{next(counter)}.mp3"

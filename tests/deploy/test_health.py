@@ -2,9 +2,9 @@
 
 import pytest
 
+from core import broker, storage
 from tests.support.services import free_port
-from uploads import storage
-from videomp3 import broker, health
+from videomp3 import health
 
 pytestmark = pytest.mark.django_db
 

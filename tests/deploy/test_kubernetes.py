@@ -8,7 +8,8 @@ import pytest
 import yaml
 from django.conf import settings
 
-from conversion import ffmpeg
+from core import broker
+from core.media import ffmpeg
 from tests.deploy.conftest import (
     APP_ROLES,
     K8S,
@@ -22,7 +23,6 @@ from tests.deploy.conftest import (
     settings_env_reads,
 )
 from tests.support.services import service_missing
-from videomp3 import broker
 
 try:
     import kubernetes_validate

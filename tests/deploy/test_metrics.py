@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core import broker
 from tests.deploy.test_image import entrypoint
 from tests.factories import job_create, user_create
 from tests.support import media
@@ -15,7 +16,7 @@ from tests.support.processes import manage_command, stop_process
 from tests.support.services import free_port
 from tests.support.uploads import upload_accepted
 from uploads.models import Job
-from videomp3 import broker, metrics
+from videomp3 import metrics
 
 TOKEN = "test-metrics-token-0123456789"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conversion import ffmpeg
+from core.media import probe
 from tests.support import http, media
 from tests.support.processes import PROJECT_DIR
 from tests.support.services import free_port, service_missing, wait_for_port
@@ -85,7 +85,7 @@ def test_make_run_converts_an_upload_end_to_end(make_run, tmp_path_factory):
     assert download.status == 200
     mp3_path = var_dir / "downloaded.mp3"
     mp3_path.write_bytes(download.body)
-    assert abs(ffmpeg.probe(mp3_path).duration - ffmpeg.media_duration(source)) < 0.2
+    assert abs(probe.probe(mp3_path).duration - probe.media_duration(source)) < 0.2
 
     deadline = time.monotonic() + 20
     while not list((var_dir / "emails").glob("*.log")):

@@ -8,7 +8,8 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from conversion import ffmpeg
+from core import storage
+from core.media import probe
 from tests.factories import DEFAULT_PASSWORD, user_create
 from tests.support import http, media
 from tests.support.pipeline import (
@@ -21,7 +22,6 @@ from tests.support.pipeline import (
 )
 from tests.support.processes import manage_command, stop_process, wait_until, web_server
 from tests.support.uploads import upload
-from uploads import storage
 from uploads.models import Job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -89,9 +89,9 @@ def test_every_input_kind_becomes_a_valid_mp3_with_one_email(workers, alice, med
         assert download.status_code == 200 and download["Content-Type"] == "audio/mpeg"
         mp3_path = tmp_path / f"{kind}.mp3"
         mp3_path.write_bytes(b"".join(download.streaming_content))
-        info = ffmpeg.probe(mp3_path)
+        info = probe.probe(mp3_path)
         assert info.container == "mp3" and info.audio_codecs == ["mp3"], (kind, info)
-        assert abs(info.duration - ffmpeg.media_duration(path)) < 0.2, (kind, info.duration)
+        assert abs(info.duration - probe.media_duration(path)) < 0.2, (kind, info.duration)
 
     assert stored_file_count(storage.VIDEOS) == 0
     emails = wait_until(

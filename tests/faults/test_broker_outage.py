@@ -5,14 +5,13 @@ import uuid
 
 import pytest
 
+from core import broker, storage
 from tests.support import media
 from tests.support.pipeline import shared_service_env, stored_files_and_orphan_chunks
 from tests.support.private_rabbitmq import private_node
 from tests.support.processes import manage_command, stop_process
 from tests.support.uploads import upload, upload_unique
-from uploads import storage
 from uploads.models import Job
-from videomp3 import broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -9,19 +9,18 @@ from collections import Counter
 import pika
 import pytest
 
+from core import broker, storage
 from tests.support import media
 from tests.support.pipeline import read_emails, stored_files_and_orphan_chunks, wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
 from tests.support.services import service_missing
 from tests.support.uploads import upload, upload_unique
-from uploads import storage
 from uploads.models import Job
-from videomp3 import broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 CONVERTER_PHASES = ("claimed", "reading", "converting", "writing", "committed")
-# Points too short to hit from outside: the worker kills itself there (videomp3/failpoints.py).
+# Points too short to hit from outside: the worker kills itself there (core/failpoints.py).
 # "reading" became one since the video is streamed into ffmpeg: only the container's head is read there.
 SELF_KILLED_PHASES = ("claimed", "reading", "committed")
 

@@ -13,6 +13,7 @@ import pika
 import pytest
 from rest_framework.test import APIClient
 
+from core import broker
 from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import read_emails, shared_service_env
@@ -20,7 +21,6 @@ from tests.support.private_rabbitmq import private_node
 from tests.support.processes import manage_command, stop_process
 from tests.support.uploads import upload_accepted
 from uploads.models import Job
-from videomp3 import broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

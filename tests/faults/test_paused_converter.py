@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from conversion import ffmpeg
+from core import storage
+from core.media import probe
 from tests.support import media
 from tests.support.pipeline import stored_files_and_orphan_chunks, wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
 from tests.support.uploads import upload_unique
-from uploads import storage
 from uploads.models import Job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -51,7 +51,7 @@ def test_a_paused_converter_that_wakes_up_late_leaves_the_finished_mp3_alone(
         assert stored_files_and_orphan_chunks(storage.MP3S) == (1, 0)
         mp3 = tmp_path / "kept.mp3"
         storage.copy_to_path(storage.MP3S, finished_mp3, mp3)
-        assert abs(ffmpeg.media_duration(mp3) - 20.0) < 0.2
+        assert abs(probe.media_duration(mp3) - 20.0) < 0.2
         download = uploader.get("/download", {"fid": finished_mp3})
         assert download.status_code == 200
     finally:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from conversion.services import job_convert
+from core import broker
 from tests.support import media
 from tests.support.pipeline import wait_for_job
 from tests.support.processes import manage_command, stop_process
 from tests.support.services import free_port
 from tests.support.smtp import SmtpServer
 from tests.support.uploads import upload_unique
-from videomp3 import broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -5,11 +5,11 @@ import signal
 
 import pytest
 
+from core import workdirs
 from tests.support import media
 from tests.support.pipeline import wait_for_job
 from tests.support.processes import manage_command, stop_process, wait_until
 from tests.support.uploads import upload_unique
-from videomp3 import workdirs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -24,6 +24,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from conversion.services import job_convert
+from core import broker, storage
 from tests.factories import DEFAULT_PASSWORD, user_create
 from tests.support import media
 from tests.support.http import basic
@@ -31,9 +32,7 @@ from tests.support.http import request as http_request
 from tests.support.pipeline import shared_service_env, stored_file_count
 from tests.support.processes import PROJECT_DIR, web_server
 from tests.support.uploads import upload
-from uploads import storage
 from uploads.models import Job
-from videomp3 import broker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ from django.test import Client
 
 from tests.factories import user_create
 from tests.support.processes import PROJECT_DIR, role_env, web_server
-from videomp3.security import swagger_ui_policy
+from videomp3.api_docs import swagger_ui_policy
 
 README = PROJECT_DIR / "README.md"
 

@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from conversion.ffmpeg import ffmpeg_path
+from core.media.ffmpeg import ffmpeg_path
 
 # Resolved once, at import: tests that hide ffmpeg from PATH must not change how media files are made.
 _FFMPEG = ffmpeg_path()

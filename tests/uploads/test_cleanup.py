@@ -6,10 +6,11 @@ from bson import ObjectId
 from django.conf import settings
 from django.core.management import call_command
 
+from core import storage
 from tests.factories import job_create, user_create
 from tests.support.pipeline import stored_files_and_orphan_chunks
-from uploads import services, storage
 from uploads.models import Job
+from uploads.services import housekeeping
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +71,7 @@ def test_cleanup_keeps_sources_and_covers_jobs_name_and_a_running_attempts_mp3(m
         file_id=f"mp3-{converting.id}-{'b' * 12}",
         metadata={"job_id": str(converting.id), "attempt": "b" * 32},
     )
-    counts = services.storage_cleanup(older_than_seconds=0)
+    counts = housekeeping.storage_cleanup(older_than_seconds=0)
     assert counts["sources"] == 1 and counts["mp3s"] == 1
     assert storage.file_exists(storage.SOURCES, source.file_id) and storage.file_exists(storage.SOURCES, cover.file_id)
     assert not storage.file_exists(storage.SOURCES, orphan_source.file_id)

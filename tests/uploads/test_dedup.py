@@ -6,13 +6,14 @@ import pytest
 from rest_framework.test import APIClient
 
 from conversion.services import job_convert
+from core import broker, storage
 from tests.factories import user_create
 from tests.support import media
 from tests.support.pipeline import stored_files_and_orphan_chunks
 from tests.support.uploads import upload_accepted
-from uploads import selectors, services, storage
+from uploads import selectors
 from uploads.models import Job
-from videomp3 import broker
+from uploads.services import housekeeping
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,7 +85,7 @@ def test_deleting_either_job_leaves_the_other_playable_and_the_last_deletes_the_
     assert alice.delete(f"/api/jobs/{gone['id']}/").status_code == 204
     assert download(alice, kept["id"]) == expected
     assert stored_files_and_orphan_chunks(storage.MP3S) == (1, 0)
-    assert services.storage_cleanup(older_than_seconds=0)["mp3s"] == 0, "cleanup must see the MP3 is still used"
+    assert housekeeping.storage_cleanup(older_than_seconds=0)["mp3s"] == 0, "cleanup must see the MP3 is still used"
 
     assert alice.delete(f"/api/jobs/{kept['id']}/").status_code == 204
     assert stored_files_and_orphan_chunks(storage.MP3S) == (0, 0)
@@ -127,10 +128,10 @@ def test_retention_expiring_the_first_job_keeps_the_mp3_of_a_later_reuse(alice, 
     second = upload_accepted(alice, path)
     Job.objects.filter(id=first["id"]).update(finished_at=timezone.now() - timedelta(days=8))
 
-    assert services.jobs_expire()["expired"] == 1
+    assert housekeeping.jobs_expire()["expired"] == 1
     assert Job.objects.get(id=first["id"]).status == "expired"
     assert download(alice, second["id"])  # still there
     Job.objects.filter(id=second["id"]).update(finished_at=timezone.now() - timedelta(days=8))
-    services.jobs_expire()
+    housekeeping.jobs_expire()
     for bucket in (storage.SOURCES, storage.MP3S):
         assert stored_files_and_orphan_chunks(bucket) == (0, 0)

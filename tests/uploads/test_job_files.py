@@ -6,13 +6,14 @@ from django.test import Client
 from django.utils import timezone
 
 from conversion.services import job_convert
+from core import storage
 from tests.factories import user_create
 from tests.support import media
 from tests.support.concurrency import at_once
 from tests.support.pipeline import stored_files_and_orphan_chunks
 from tests.support.uploads import upload_accepted
-from uploads import services, storage
 from uploads.models import Job
+from uploads.services import deletion, housekeeping
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -52,7 +53,7 @@ def test_deleting_a_user_in_the_admin_deletes_their_files(alice, media_files):
 @pytest.mark.parametrize("round_", range(3))
 def test_two_jobs_sharing_files_deleted_at_the_same_moment_leave_nothing(alice, media_files, round_):
     first, second = shared_pair(alice, media.make_media(media_files, "mp4_faststart"))
-    at_once(lambda: services.job_delete(job=first), lambda: services.job_delete(job=second))
+    at_once(lambda: deletion.job_delete(job=first), lambda: deletion.job_delete(job=second))
     assert not Job.objects.exists()
     assert_nothing_stored()
 
@@ -60,8 +61,8 @@ def test_two_jobs_sharing_files_deleted_at_the_same_moment_leave_nothing(alice, 
 def test_retention_racing_a_delete_of_the_job_sharing_its_files_leaves_nothing(alice, media_files):
     first, second = shared_pair(alice, media.make_media(media_files, "mp4_faststart"))
     Job.objects.filter(id=first.id).update(finished_at=timezone.now() - timezone.timedelta(days=30))
-    at_once(services.jobs_expire, lambda: services.job_delete(job=second))
-    services.jobs_expire()  # a later housekeeping run, as every converter makes them
+    at_once(housekeeping.jobs_expire, lambda: deletion.job_delete(job=second))
+    housekeeping.jobs_expire()  # a later housekeeping run, as every converter makes them
     assert Job.objects.get(id=first.id).status == Job.Status.EXPIRED
     assert_nothing_stored()
 

@@ -7,13 +7,12 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from conversion.options import PRESETS
+from core import broker, storage
 from tests.support import media
 from tests.support.pipeline import stored_file_count
 from tests.support.uploads import upload
-from uploads import storage
 from uploads.models import Job
-from videomp3 import broker
+from uploads.options import PRESETS
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -6,13 +6,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from core import broker, storage
 from tests.factories import user_create
 from tests.support import audio_checks, media
 from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
 from tests.support.uploads import upload
-from uploads import storage
 from uploads.models import Job
-from videomp3 import broker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -10,13 +10,15 @@ from rest_framework.test import APIClient
 
 from conversion.management.commands.run_converter import Command as ConverterCommand
 from conversion.services import job_convert
+from core import storage
 from tests.factories import user_create
 from tests.support import media
 from tests.support.concurrency import at_once
 from tests.support.pipeline import stored_file_count, stored_files_and_orphan_chunks
 from tests.support.uploads import upload
-from uploads import selectors, services, storage
+from uploads import selectors
 from uploads.models import Job
+from uploads.services import housekeeping, intake
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -92,7 +94,7 @@ def test_jobs_in_progress_quota_applies_to_uploads_and_retries(alice, media_file
     first = upload(alice, wav).json()["id"]
     refused = upload(alice, wav)
     assert refused.status_code == 429 and refused.json()["code"] == "too_many_queued_jobs"
-    assert int(refused["Retry-After"]) == services.QUEUED_QUOTA_RETRY_AFTER_SECONDS
+    assert int(refused["Retry-After"]) == intake.QUEUED_QUOTA_RETRY_AFTER_SECONDS
     # A failed job waits for nothing; retrying it while another is queued is over the limit too.
     failed = Job.objects.get(id=first)
     Job.objects.filter(id=first).update(status=Job.Status.FAILED, error="x", finished_at=timezone.now())
@@ -162,14 +164,14 @@ def test_purge_expired_deletes_old_files_and_leaves_the_job_expired_with_a_sente
         recent.mp3_size + recent.size + recent.source_size + recent.cover_size
     )
     # A second run finds nothing more to do.
-    assert services.jobs_expire() == {"expired": 0, "files_deleted": 0}
+    assert housekeeping.jobs_expire() == {"expired": 0, "files_deleted": 0}
 
 
 def test_retention_of_zero_days_keeps_everything(alice, media_files, settings):
     done = converted(alice, media.make_media(media_files, "wav_pcm"))
     _age(done, 400)
     settings.RETENTION_DAYS = 0
-    assert services.jobs_expire() == {"expired": 0, "files_deleted": 0}
+    assert housekeeping.jobs_expire() == {"expired": 0, "files_deleted": 0}
     assert Job.objects.get(id=done.id).status == Job.Status.DONE
 
 

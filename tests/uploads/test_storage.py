@@ -1,4 +1,4 @@
-"""uploads.storage against a real SecantusDB server (MongoDB wire protocol)."""
+"""core.storage against a real SecantusDB server (MongoDB wire protocol)."""
 
 import hashlib
 import io
@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from core import storage
 from tests.support.services import SecantusProcess, free_port
-from uploads import storage
 
 MIB = 1024 * 1024
 
@@ -230,7 +230,7 @@ def test_an_invalid_uri_is_a_configuration_error(settings):
 
 
 def test_an_empty_uri_starts_the_embedded_server_under_var(settings, tmp_path, monkeypatch):
-    from videomp3 import embedded
+    from core import embedded
 
     monkeypatch.setattr(embedded, "_server", None)  # this test's own server, whatever ran before
     settings.MONGODB_URI = ""
@@ -246,7 +246,7 @@ def test_an_empty_uri_starts_the_embedded_server_under_var(settings, tmp_path, m
         # A second process on the same var/ cannot have the data; it says why.
         script = (
             f"from django.conf import settings; settings.configure(VAR_DIR={str(tmp_path)!r})\n"
-            "from videomp3 import embedded\n"
+            "from core import embedded\n"
             "embedded.mongodb_uri()\n"
         )
         other = subprocess.run(

@@ -9,11 +9,12 @@ import pytest
 from django.test import Client
 
 from conversion.services import job_convert
+from core import storage
 from tests.factories import DEFAULT_PASSWORD
 from tests.support import media
 from tests.support.pipeline import stored_file_count
 from tests.support.uploads import upload
-from uploads import selectors, storage
+from uploads import selectors
 from uploads.models import Job
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

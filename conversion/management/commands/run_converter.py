@@ -5,9 +5,10 @@ import time
 from django.conf import settings
 
 from conversion.services import job_convert
-from uploads.services import jobs_expire, jobs_sweep, storage_cleanup
-from videomp3 import broker
-from videomp3.workers import WorkerCommand
+from core import broker
+from core.workers import WorkerCommand
+from uploads.services.housekeeping import jobs_expire, storage_cleanup
+from uploads.services.recovery import jobs_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +18,8 @@ class Command(WorkerCommand):
     queue = broker.VIDEO
     storage_cleaned_at = float("-inf")
 
-    def handle_message(self, message: dict, hand_back: threading.Event) -> str:
-        return job_convert(job_id=message["job_id"], hand_back=hand_back)
+    def handle_job(self, job_id: str, *, on_claimed, hand_back: threading.Event) -> str:
+        return job_convert(job_id=job_id, on_claimed=on_claimed, hand_back=hand_back)
 
     def housekeeping(self) -> None:
         counts = jobs_sweep()

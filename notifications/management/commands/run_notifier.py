@@ -1,13 +1,13 @@
 import threading
 
+from core import broker
+from core.workers import WorkerCommand
 from notifications.services import job_notify
-from videomp3 import broker
-from videomp3.workers import WorkerCommand
 
 
 class Command(WorkerCommand):
     help = "Consume the mp3 queue: email each job's owner that the MP3 is ready (the notifier role)."
     queue = broker.MP3
 
-    def handle_message(self, message: dict, hand_back: threading.Event) -> bool:
-        return job_notify(job_id=message["job_id"])
+    def handle_job(self, job_id: str, *, on_claimed, hand_back: threading.Event) -> bool:
+        return job_notify(job_id=job_id)  # a short send: its message is acknowledged when it returns

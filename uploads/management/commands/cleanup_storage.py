@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from uploads.services import storage_cleanup
+from uploads.services.housekeeping import storage_cleanup
 
 
 class Command(BaseCommand):

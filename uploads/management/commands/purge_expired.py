@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from uploads.services import jobs_expire
+from uploads.services.housekeeping import jobs_expire
 
 
 class Command(BaseCommand):

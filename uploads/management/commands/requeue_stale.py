@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from uploads.services import jobs_sweep
+from uploads.services.recovery import jobs_sweep
 
 
 class Command(BaseCommand):

@@ -8,11 +8,10 @@ from django.core.management.base import BaseCommand
 
 from accounts.services import demo_user_ensure
 from conversion.services import job_convert
+from core import broker, storage
+from core.workers import run_periodically, run_worker
 from notifications.services import job_notify
-from uploads import storage
-from uploads.services import jobs_sweep
-from videomp3 import broker
-from videomp3.workers import run_periodically, run_worker
+from uploads.services.recovery import jobs_sweep
 
 
 class Command(BaseCommand):
@@ -29,14 +28,17 @@ class Command(BaseCommand):
         workers = [
             threading.Thread(
                 target=run_worker,
-                args=(broker.VIDEO, lambda m: job_convert(job_id=m["job_id"], hand_back=stop)),
+                args=(
+                    broker.VIDEO,
+                    lambda job_id, on_claimed: job_convert(job_id=job_id, on_claimed=on_claimed, hand_back=stop),
+                ),
                 kwargs={"stop": stop},
                 name="converter",
                 daemon=True,
             ),
             threading.Thread(
                 target=run_worker,
-                args=(broker.MP3, lambda m: job_notify(job_id=m["job_id"])),
+                args=(broker.MP3, lambda job_id, _on_claimed: job_notify(job_id=job_id)),
                 kwargs={"stop": stop},
                 name="notifier",
                 daemon=True,

@@ -77,7 +77,7 @@ def _uri_sets(uri: str, option: str) -> bool:
 def _new_client() -> pymongo.MongoClient:
     uri = settings.MONGODB_URI
     if not uri:
-        from videomp3 import embedded
+        from core import embedded
 
         uri = embedded.mongodb_uri()
     # Keyword options override the URI's in pymongo, so only pass the ones the URI leaves unset.

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
-from videomp3 import broker, workdirs
+from core import broker, workdirs
 
 logger = logging.getLogger(__name__)
 
@@ -32,21 +33,32 @@ class Heartbeat:
         self.path.touch()
 
 
-def run_worker(queue: str, handle: Callable[[dict], object], *, stop: threading.Event) -> None:
-    """Consume `queue` until `stop` is set; each message goes through `handle(message)`.
+# What a job handler gets: the job id from the message, and on_claimed() to call once its claim commits.
+JobHandler = Callable[[str, Callable[[], None]], object]
 
+
+def run_worker(queue: str, handle_job: JobHandler, *, stop: threading.Event) -> None:
+    """Consume `queue` until `stop` is set; each message's job goes through `handle_job(job_id, on_claimed)`.
+
+    This loop owns the messages, so handlers know nothing of them. A message is acknowledged when the
+    handler calls on_claimed() (right after its claim commits: from then on the database drives
+    recovery, so a long conversion is not bound by the broker's consumer timeout), else when it
+    returns. One it raises on is requeued (the delivery limit bounds the retries); one whose job can
+    never exist (ObjectDoesNotExist: no such job, no job id) is dead-lettered at once.
     The queues are declared on every (re)connection, so a broker that is down at start-up is waited for.
     """
 
-    def handle_with_fresh_connections(message: dict) -> None:
+    def handle_message(message: dict, acknowledge: Callable[[], None]) -> None:
         # Each message may run on a new thread: its database connection must not outlive it.
         close_old_connections()
         try:
-            handle(message)
+            handle_job(message["job_id"], acknowledge)
+        except ObjectDoesNotExist as exc:
+            raise broker.RejectMessage(str(exc)) from exc
         finally:
             connections.close_all()
 
-    broker.consume(queue, handle_with_fresh_connections, stop=stop, on_alive=Heartbeat(settings.WORKER_HEARTBEAT_FILE))
+    broker.consume(queue, handle_message, stop=stop, on_alive=Heartbeat(settings.WORKER_HEARTBEAT_FILE))
 
 
 def run_periodically(task: Callable[[], object], *, every: float, stop: threading.Event, name: str) -> threading.Thread:
@@ -76,7 +88,8 @@ class WorkerCommand(BaseCommand):
 
     queue: str
 
-    def handle_message(self, message: dict, hand_back: threading.Event) -> object:
+    def handle_job(self, job_id: str, *, on_claimed: Callable[[], None], hand_back: threading.Event) -> object:
+        """Do the job's work; call on_claimed() once it is claimed. Raise ObjectDoesNotExist for no such job."""
         raise NotImplementedError
 
     def housekeeping(self) -> None:
@@ -106,5 +119,9 @@ class WorkerCommand(BaseCommand):
         if type(self).housekeeping is not WorkerCommand.housekeeping:
             run_periodically(self.housekeeping, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
         logger.info("consuming queue %s", self.queue)
-        run_worker(self.queue, lambda message: self.handle_message(message, hand_back), stop=stop)
+        run_worker(
+            self.queue,
+            lambda job_id, on_claimed: self.handle_job(job_id, on_claimed=on_claimed, hand_back=hand_back),
+            stop=stop,
+        )
         logger.info("stopped cleanly")

@@ -1,16 +1,10 @@
-"""The message broker: the only module that imports pika.
+"""The RabbitMQ transport: the only module that imports pika.
 
-Messages are JSON `{"v": 1, "job_id": "<uuid>"}` plus optional fields. With AMQP_URL set they go
-through RabbitMQ: durable quorum queues that dead-letter to `<name>.dead`, persistent messages,
-publisher confirms, publishing only after the job's transaction commits. With AMQP_URL empty an
-in-process queue stands in, valid only when every role runs in one process (`make run`).
-
-Settings are read at call time, so tests can switch AMQP_URL and QUEUE_PREFIX with overrides.
+Durable quorum queues that dead-letter to `<name>.dead`, persistent messages, publisher confirms.
 pika is not thread-safe: every connection here belongs to exactly one thread (the only
 cross-thread call is `add_callback_threadsafe`, which exists for that purpose).
 """
 
-import json
 import logging
 import queue as queue_module
 import threading
@@ -18,100 +12,35 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 import pika
 from django.conf import settings
-from django.db import transaction
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError, ChannelClosedByBroker, ConsumerCancelled, NackError, UnroutableError
 
+from core.broker.messages import (
+    DEAD_LETTER_QUEUE_ARGUMENTS,
+    QUEUES,
+    UNREACHABLE,
+    BrokerError,
+    Handler,
+    RejectMessage,
+    dead_letter_queue_name,
+    decode,
+    queue_arguments,
+    queue_name,
+)
+
 logger = logging.getLogger(__name__)
 
-VIDEO = "video"
-MP3 = "mp3"
-QUEUES = (VIDEO, MP3)
-MESSAGE_VERSION = 1
-
-# RabbitMQ dead-letters a message once it has been delivered this many times. On 3.10 both a
-# redelivery after a lost consumer and a basic_nack(requeue=True) count, so a message that makes
-# its handler fail every time ends in `<name>.dead` instead of looping forever.
-DELIVERY_LIMIT = 20
 # Proposed unless the URL sets `heartbeat=`: a dead peer is noticed within about a minute.
 DEFAULT_HEARTBEAT_SECONDS = 30
 # A publisher blocked by a broker resource alarm gives up after this long instead of hanging a request.
 DEFAULT_BLOCKED_CONNECTION_TIMEOUT_SECONDS = 60
 MAX_RECONNECT_DELAY = 30.0
-# How long ack_current_message() waits for the consuming thread to send the ack.
+# How long a handler's acknowledge() waits for the consuming thread to send the ack.
 EARLY_ACK_WAIT_SECONDS = 10.0
-
-UNREACHABLE = "The message broker (RabbitMQ) is unreachable; try again in a minute."
-
-Handler = Callable[[dict], object]
-
-
-class BrokerError(Exception):
-    """The broker is unreachable or refused a message; str() is a sentence."""
-
-
-class RejectMessage(Exception):
-    """Raised by a handler for a message that can never succeed (e.g. its job does not exist).
-
-    The message goes to the dead-letter queue at once instead of being retried.
-    """
-
-
-# The message the current thread is handling: lets ack_current_message() find its delivery.
-_handling = threading.local()
-
-
-# --- names, arguments and bodies: the contract shared by both transports -------------------------
-
-
-def queue_name(name: str) -> str:
-    return settings.QUEUE_PREFIX + name
-
-
-def dead_letter_queue_name(name: str) -> str:
-    return queue_name(f"{name}.dead")
-
-
-def queue_arguments(name: str) -> dict:
-    """The work queues' arguments, in this one place: RabbitMQ refuses to redeclare a queue with other ones."""
-    return {
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "",  # the default exchange routes by queue name...
-        "x-dead-letter-routing-key": dead_letter_queue_name(name),  # ...to `<name>.dead`
-        "x-delivery-limit": DELIVERY_LIMIT,
-    }
-
-
-# Dead-letter queues only hold messages for a person to inspect: no dead-lettering of their own.
-DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
-
-
-def encode(job_id: str, **extra) -> bytes:
-    return json.dumps({"v": MESSAGE_VERSION, "job_id": str(job_id), **extra}).encode()
-
-
-def decode(body: bytes) -> dict:
-    """The message, or ValueError for a body no consumer can act on."""
-    try:
-        message = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise ValueError(f"not a JSON object: {type(message).__name__}")
-    version = message.get("v")
-    if type(version) is not int or version != MESSAGE_VERSION:  # `true == 1` in Python, not here
-        raise ValueError(f"unknown message version {version!r}")
-    if not isinstance(message.get("job_id"), str) or not message["job_id"]:
-        raise ValueError("no job_id")
-    return message
-
-
-# --- RabbitMQ --------------------------------------------------------------------------------
 
 
 def _parameters(url: str) -> pika.URLParameters:
@@ -393,7 +322,7 @@ class RabbitTransport:
                 connection.process_data_events(time_limit=0 if current is None and waiting else 1)
         except AMQPError:
             if current is not None:
-                current.ack_sent.set()  # never acked: do not keep ack_current_message() waiting
+                current.ack_sent.set()  # never acked: do not keep the handler's acknowledge() waiting
                 if not current.finished.is_set():
                     # Unacked, the message goes back to the queue; one handler at a time even across reconnections.
                     logger.warning("waiting for the running handler before reconnecting")
@@ -412,7 +341,7 @@ class RabbitTransport:
             return None
         delivery = _Delivery(delivery_tag, message)
 
-        def ack_early() -> None:  # on the handler thread, through ack_current_message()
+        def ack_early() -> None:  # on the handler thread, through the handler's acknowledge()
             delivery.ack_requested.set()
             try:
                 connection.add_callback_threadsafe(_wake)
@@ -422,13 +351,11 @@ class RabbitTransport:
                 logger.warning("the early ack of %s is still pending", message)
 
         def work() -> None:  # on the handler thread
-            _handling.ack = ack_early
             try:
-                handle(message)
+                handle(message, ack_early)
             except BaseException as exc:  # noqa: BLE001 - reported on the connection thread, which settles it
                 delivery.failure = exc
             finally:
-                _handling.ack = None
                 delivery.finished.set()
             try:
                 connection.add_callback_threadsafe(_wake)
@@ -491,170 +418,3 @@ class RabbitTransport:
             raise BrokerError(UNREACHABLE) from exc
         finally:
             _close_quietly(connection)
-
-
-# --- in-process ------------------------------------------------------------------------------
-
-
-class MemoryTransport:
-    """In-process queues for the embedded mode: the same bodies, delivery limit and dead letters.
-
-    Handlers run on the consuming thread: there is no connection to keep alive meanwhile.
-    """
-
-    def __init__(self):
-        self._queues: dict[str, queue_module.Queue[tuple[bytes, int]]] = {}
-        self._lock = threading.Lock()
-
-    def _queue(self, full_name: str) -> queue_module.Queue[tuple[bytes, int]]:
-        with self._lock:
-            return self._queues.setdefault(full_name, queue_module.Queue())
-
-    def declare_queues(self, channel=None) -> None:
-        for name in QUEUES:
-            self._queue(queue_name(name))
-            self._queue(dead_letter_queue_name(name))
-
-    def publish(self, queue: str, body: bytes, deliveries: int = 0) -> None:
-        self._queue(queue_name(queue)).put((body, deliveries))
-
-    def consume(self, queue: str, handle: Handler, *, stop: threading.Event, prefetch: int, on_alive) -> None:
-        source = self._queue(queue_name(queue))
-        while not stop.is_set():
-            on_alive()
-            try:
-                body, deliveries = source.get(timeout=0.5)
-            except queue_module.Empty:
-                continue
-            try:
-                message = decode(body)
-            except ValueError as exc:
-                logger.error("dead-lettering an unusable message (%s): %r", exc, body[:200])
-                self._queue(dead_letter_queue_name(queue)).put((body, deliveries))
-                continue
-            acked: list[bool] = []
-            _handling.ack = partial(acked.append, True)
-            try:
-                handle(message)
-            except RejectMessage as exc:
-                logger.warning("dead-lettering %s: %s", message, exc)
-                if not acked:  # an acknowledged message is gone already
-                    self._queue(dead_letter_queue_name(queue)).put((body, deliveries))
-            except Exception:
-                if acked:
-                    logger.exception("handling %s failed after its message was acknowledged", message)
-                    continue
-                logger.exception("handling %s failed; requeueing it", message)
-                # Like RabbitMQ's x-delivery-limit: a message that always fails ends in `<name>.dead`
-                # after the first delivery and DELIVERY_LIMIT redeliveries.
-                target = queue_name(queue) if deliveries < DELIVERY_LIMIT else dead_letter_queue_name(queue)
-                self._queue(target).put((body, deliveries + 1))
-            finally:
-                _handling.ack = None
-
-    def queue_depth(self, queue: str) -> int:
-        return self._queue(queue_name(queue)).qsize()
-
-    def ping(self) -> None:
-        return None
-
-    def reset(self) -> None:
-        with self._lock:
-            self._queues.clear()
-
-    def delete_queues(self) -> None:
-        return None  # nothing outlives the process
-
-
-# --- the public functions: choose the transport by settings at call time ------------------------
-
-_transports: dict[str, RabbitTransport | MemoryTransport] = {}
-_transports_lock = threading.Lock()
-
-
-def _transport() -> RabbitTransport | MemoryTransport:
-    url = settings.AMQP_URL
-    with _transports_lock:
-        if url not in _transports:
-            _transports[url] = RabbitTransport(url) if url else MemoryTransport()
-        return _transports[url]
-
-
-def declare_queues(channel: BlockingChannel | None = None) -> None:
-    """Declare the work queues and their dead-letter queues (idempotent; every role does it at start-up)."""
-    _transport().declare_queues(channel)
-
-
-def publish(queue: str, job_id: str, **extra) -> None:
-    """Publish now: persistent, confirmed by the broker, refused when unroutable. Raises BrokerError."""
-    _transport().publish(queue, encode(job_id, **extra))
-
-
-def publish_dead_letter(queue: str, job_id: str, *, reason: str, **extra) -> None:
-    """Put a message for a person to inspect straight into `<queue>.dead`, with the reason it is there."""
-    _transport().publish(f"{queue}.dead", encode(job_id, reason=reason, **extra))
-
-
-def publish_on_commit(queue: str, job_id: str, **extra) -> None:
-    """Publish once the current transaction commits, so a consumer never sees an uncommitted job.
-
-    robust: a broker outage after the commit must not turn a committed job into an error for the
-    caller (nor make it undo work, e.g. delete a stored upload); the failure is logged, and the job
-    stays `queued` in the database, where recovery re-publishes it.
-    """
-    transaction.on_commit(partial(publish, queue, job_id, **extra), robust=True)
-
-
-def consume(
-    queue: str,
-    handle: Handler,
-    *,
-    stop: threading.Event,
-    prefetch: int = 1,
-    on_alive: Callable[[], None] = lambda: None,
-) -> None:
-    """Feed each message of `queue` to `handle(message)` until `stop` is set, reconnecting as needed.
-
-    Ack after handle returns (or when it calls ack_current_message()), requeue if it raises (the delivery
-    limit bounds the retries), dead-letter a message no consumer can read or whose handler raises
-    RejectMessage. Once `stop` is set it takes no new messages, lets the current one
-    finish, and returns. `on_alive` is called at least once a second (for liveness probes).
-    """
-    _transport().consume(queue, handle, stop=stop, prefetch=prefetch, on_alive=on_alive)
-
-
-def ack_current_message() -> None:
-    """Acknowledge the message this handler is working on now, before the handler returns.
-
-    For work that has been taken over by the database (a committed claim), so the broker's consumer
-    timeout no longer bounds it. The consumer takes no other message until the handler returns, and a
-    failure after this point is only logged: the message is gone. Outside a handler (a test calling
-    the handler directly) it does nothing.
-    """
-    ack = getattr(_handling, "ack", None)
-    if ack is not None:
-        ack()
-
-
-def queue_depth(queue: str) -> int:
-    """Messages ready in `queue` (a name such as VIDEO or "video.dead", without the prefix)."""
-    return _transport().queue_depth(queue)
-
-
-def ping() -> None:
-    """Raise BrokerError unless the broker accepts a connection."""
-    _transport().ping()
-
-
-def reset() -> None:
-    """Close publisher connections and forget in-process messages (tests, forked processes)."""
-    with _transports_lock:
-        transports = list(_transports.values())
-        _transports.clear()
-    for transport in transports:
-        transport.reset()
-
-
-def delete_queues() -> None:
-    """Delete this QUEUE_PREFIX's four queues on RabbitMQ (tests' cleanup); nothing for the in-process queue."""
-    _transport().delete_queues()

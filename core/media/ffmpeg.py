@@ -1,8 +1,7 @@
-"""The only place in the project that runs ffmpeg or ffprobe.
+"""Running ffmpeg, with probe.py the only place in the project that runs ffmpeg or ffprobe.
 
-Three jobs: ``probe`` (what is in an uploaded file, and may we convert it?), ``extract_audio`` and
-``grab_frame`` at upload (what a conversion needs, taken out of the video once), and
-``convert_to_mp3``. Every run reads a local file. Uploaded files are untrusted, so every
+Three jobs here: ``extract_audio`` and ``grab_frame`` at upload (what a conversion needs, taken out of
+the video once), and ``convert_to_mp3`` (with ``measure_loudness`` for two-pass normalization). Every run reads a local file. Uploaded files are untrusted, so every
 ffmpeg/ffprobe run here opens the input as ``file:<absolute path>`` with two whitelists:
 
 * ``-protocol_whitelist file``: the input may only be read through the file protocol,
@@ -34,11 +33,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from conversion.options import Encoding
+from dataclasses import dataclass
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
@@ -65,31 +61,12 @@ ALLOWED_DEMUXERS: tuple[str, ...] = (
     "wv",
 )
 _FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
-_ALLOWED_ALIASES = frozenset(_FORMAT_WHITELIST.split(","))
+ALLOWED_ALIASES = frozenset(_FORMAT_WHITELIST.split(","))
 
-PROBE_TIMEOUT = 60.0  # seconds; probing a local file takes well under a second
 CANCEL_CHECK_INTERVAL = 0.5  # seconds between should_cancel() calls
 TERMINATE_GRACE = 5.0  # seconds ffmpeg gets to exit after SIGTERM before SIGKILL
 _STDERR_TAIL = 20  # stderr lines kept for the error message
 _LINE_LIMIT = 4096  # pipes are read in pieces of at most this many bytes, so the kept stderr tail stays small
-# ffmpeg's probe score for "only the file extension matched" (AVPROBE_SCORE_EXTENSION).
-_EXTENSION_ONLY_SCORE = 50
-# ffmpeg's text-art demuxers: they claim plain text (tty) and arbitrary bytes named .bin etc.
-_TEXT_ART_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
-
-NOT_MEDIA = (
-    "This file is not a video or audio file we can read; it may be damaged. Please upload a video or audio file."
-)
-NO_AUDIO = "This video has no audio track, so there is nothing to convert to MP3."
-PLAYLIST_NOT_ALLOWED = (
-    "Playlists and scripts that point to other files (such as .m3u8 or ffconcat) can't be converted. "
-    "Please upload the video file itself."
-)
-EMBEDDED_PLAYLIST = (
-    "This file carries an embedded playlist that points to other files, so it can't be converted. "
-    "Please upload an ordinary video file."
-)
-TOO_SLOW_TO_READ = "This file could not be read in time; it may be damaged. Try re-exporting the video."
 
 
 class MediaError(Exception):
@@ -104,24 +81,19 @@ class MediaError(Exception):
         return (type(self), (self.code, str(self)))
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """What one conversion asks of ffmpeg, beyond the file names: built by conversion/encoding.py, run here."""
+
+    input_args: tuple[str, ...]  # before `-i source` (seeking)
+    output_args: tuple[str, ...]  # maps, filters, codec, tags
+    output_duration: float | None  # for progress
+    stream_copy: bool
+    audio_map: str | None  # e.g. "0:a:1"; None: ffmpeg's own choice (no cover can be added then)
+
+
 class FfmpegCancelled(Exception):
     """convert_to_mp3 stopped because should_cancel() returned True."""
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    container: str  # demuxer name as probed, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
-    duration: float | None  # seconds
-    audio_codecs: list[str]
-    video_codecs: list[str]  # without cover art (attached pictures)
-    # Every audio stream in order (their position is ffmpeg's 0:a:N): codec, channels, sample_rate,
-    # language (as tagged, or None) and default (flagged as the default track).
-    audio_streams: list[dict] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)  # title, artist, album, date of the container, when present
-
-    @property
-    def has_audio(self) -> bool:
-        return bool(self.audio_codecs)
 
 
 # ---------------------------------------------------------------------------
@@ -145,9 +117,6 @@ class ChildLimits:
         return cls(wall_seconds=wall, cpu_seconds=int(wall * 2) + 10, memory_bytes=memory_mb * 1024 * 1024)
 
 
-_PROBE_LIMITS = ChildLimits(cpu_seconds=int(PROBE_TIMEOUT), memory_bytes=1024 * 1024 * 1024)
-
-
 @functools.cache
 def _confinement_tools() -> tuple[str, str] | None:
     setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
@@ -157,7 +126,7 @@ def _confinement_tools() -> tuple[str, str] | None:
     return None
 
 
-def _confined(command: list[str], limits: ChildLimits | None) -> list[str]:
+def confined(command: list[str], limits: ChildLimits | None) -> list[str]:
     """The command, run so that ffmpeg dies with its worker (even one killed with SIGKILL) and stays
     inside its limits.
 
@@ -204,232 +173,13 @@ def ffprobe_path() -> str | None:
     return shutil.which("ffprobe")
 
 
-def _file_url(path: str | os.PathLike) -> str:
+def file_url(path: str | os.PathLike) -> str:
     # An explicit file: URL so a name such as "http:x" or "subfile,,..." is never read as another protocol.
     return "file:" + os.path.abspath(path)
 
 
-def _input_options(protocols: str = "file") -> list[str]:
+def input_options(protocols: str = "file") -> list[str]:
     return ["-protocol_whitelist", protocols, "-format_whitelist", _FORMAT_WHITELIST]
-
-
-# ---------------------------------------------------------------------------
-# Probing
-
-
-def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describe a media file; raise MediaError when it is not something we can convert to MP3."""
-    with open(path, "rb") as fh:  # also raises the ordinary OSError for a missing or unreadable path
-        head = fh.read(64)
-    if not head:
-        raise MediaError("not_media", NOT_MEDIA)
-    if _is_playlist_or_script(head):
-        # ffmpeg would refuse these through format_whitelist too; saying so here gives the clearer sentence.
-        raise MediaError("container_not_allowed", PLAYLIST_NOT_ALLOWED)
-
-    info, unreadable_audio = _probe_with_ffprobe(path) if ffprobe_path() else _probe_with_ffmpeg(path)
-
-    # Belt and braces: the whitelist already stopped anything else from opening.
-    if not _ALLOWED_ALIASES.intersection(info.container.split(",")):
-        raise MediaError("container_not_allowed", _not_allowed_message(info.container))
-    if "avi" in info.container.split(",") and _carries_playlist(path):
-        raise MediaError("container_not_allowed", EMBEDDED_PLAYLIST)
-    if not info.has_audio:
-        # Noise named .flac or .aac is opened by extension and shows an "audio" stream with no sample rate.
-        raise MediaError("not_media", NOT_MEDIA) if unreadable_audio else MediaError("no_audio", NO_AUDIO)
-    return info
-
-
-def media_duration(path: str | os.PathLike) -> float | None:
-    return probe(path).duration
-
-
-def _is_playlist_or_script(head: bytes) -> bool:
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    return text.startswith((b"#EXTM3U", b"ffconcat"))
-
-
-# What the nested-demuxer trick needs to find at the start of an embedded file.
-_PLAYLIST_SIGNATURES = (b"#EXTM3U", b"ffconcat version")
-_SCAN_BLOCK = 1 << 20
-
-
-def _carries_playlist(path: str | os.PathLike) -> bool:
-    """Whether a playlist or concat script is embedded anywhere in the file (read in 1 MiB blocks)."""
-    overlap = max(len(signature) for signature in _PLAYLIST_SIGNATURES) - 1
-    tail = b""
-    with open(path, "rb") as fh:
-        while block := fh.read(_SCAN_BLOCK):
-            window = tail + block
-            if any(signature in window for signature in _PLAYLIST_SIGNATURES):
-                return True
-            tail = window[-overlap:]
-    return False
-
-
-def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(
-            _confined(command, _PROBE_LIMITS),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise MediaError("not_media", TOO_SLOW_TO_READ) from None
-
-
-# The parsers return the MediaInfo, and whether there were audio streams too broken to count: ones
-# whose sample rate ffmpeg could not tell.
-
-
-def _probe_with_ffprobe(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
-    probe_exe = ffprobe_path()
-    assert probe_exe is not None
-    # fmt: off
-    command = [
-        probe_exe, "-v", "error", "-hide_banner", *_input_options(),
-        # Only what MediaInfo needs: keeps the output small whatever tags the file carries.
-        "-show_entries",
-        "format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels"
-        f":stream_disposition=attached_pic,default:stream_tags=language:format_tags={_TAG_ENTRIES}",
-        "-print_format", "json",
-        "-i", _file_url(path),
-    ]
-    # fmt: on
-    result = _run_probe(command)
-    if result.returncode != 0:
-        raise _probe_failure(path, result.stderr.decode(errors="replace"))
-    try:
-        data = json.loads(result.stdout.decode(errors="replace"))
-        container = data["format"]["format_name"]
-    except (ValueError, KeyError, TypeError):
-        raise MediaError("not_media", NOT_MEDIA) from None
-
-    audio, video, unreadable_audio, audio_streams = [], [], False, []
-    for stream in data.get("streams", []):
-        codec = stream.get("codec_name", "unknown")
-        if stream.get("codec_type") == "audio":
-            sample_rate = _number(stream.get("sample_rate"))
-            if sample_rate:  # 0 or absent: unreadable
-                audio.append(codec)
-            else:
-                unreadable_audio = True
-            audio_streams.append(
-                {
-                    "codec": codec,
-                    "channels": stream.get("channels"),
-                    "sample_rate": int(sample_rate) if sample_rate else None,
-                    "language": _language(stream.get("tags", {}).get("language")),
-                    "default": bool(stream.get("disposition", {}).get("default")),
-                }
-            )
-        elif stream.get("codec_type") == "video" and not stream.get("disposition", {}).get("attached_pic"):
-            video.append(codec)
-    tags = {key.lower(): str(value)[:200] for key, value in data["format"].get("tags", {}).items() if value}
-    duration = _number(data["format"].get("duration"))
-    return MediaInfo(container, duration, audio, video, audio_streams, tags), unreadable_audio
-
-
-_TAG_NAMES = ("title", "artist", "album", "date")
-# ffprobe matches tag names case-sensitively, and containers spell them either way (Matroska: ARTIST).
-_TAG_ENTRIES = ",".join([*_TAG_NAMES, *(name.upper() for name in _TAG_NAMES)])
-
-
-def _language(tag: object) -> str | None:
-    text = str(tag).strip().lower() if tag else ""
-    return text if text and text != "und" else None
-
-
-# The human-readable dump of `ffmpeg -i`, used when there is no ffprobe (imageio-ffmpeg ships none).
-_INPUT_RE = re.compile(r"^Input #0, (.+?), from '", re.MULTILINE)
-_DURATION_RE = re.compile(r"^\s+Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)", re.MULTILINE)
-_STREAM_RE = re.compile(r"^\s+Stream #0:\d+(\S*): (Audio|Video): ([^\s,]+)(.*)$", re.MULTILINE)
-_STREAM_LANGUAGE_RE = re.compile(r"\(([a-z]{2,3})\)")
-_CHANNEL_COUNTS = {"mono": 1, "stereo": 2}
-_SAMPLE_RATE_VALUE_RE = re.compile(r", ([1-9]\d*) Hz\b")
-
-
-def _probe_with_ffmpeg(path: str | os.PathLike) -> tuple[MediaInfo, bool]:
-    # Without an output file ffmpeg prints the input's description and exits with status 1, so
-    # success is "the Input #0 block is there", not the exit status.
-    result = _run_probe([ffmpeg_path(), "-nostdin", "-hide_banner", *_input_options(), "-i", _file_url(path)])
-    stderr = result.stderr.decode(errors="replace")
-    input_match = _INPUT_RE.search(stderr)
-    if not input_match:
-        raise _probe_failure(path, stderr)
-
-    dump = stderr[input_match.end() :]
-    duration = None
-    duration_match = _DURATION_RE.search(dump)
-    if duration_match and duration_match.group(1) is not None:
-        hours, minutes, seconds = duration_match.groups()
-        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-    audio, video, unreadable_audio, audio_streams = [], [], False, []
-    for label, kind, codec, rest in _STREAM_RE.findall(dump):
-        if kind == "Audio":
-            rate_match = _SAMPLE_RATE_VALUE_RE.search(rest)
-            if rate_match:
-                audio.append(codec)
-            else:
-                unreadable_audio = True
-            language = _STREAM_LANGUAGE_RE.search(label)
-            layout = rest.split(",")[2].strip() if rest.count(",") >= 2 else ""
-            audio_streams.append(
-                {
-                    "codec": codec,
-                    "channels": _CHANNEL_COUNTS.get(layout),
-                    "sample_rate": int(rate_match.group(1)) if rate_match else None,
-                    "language": _language(language.group(1) if language else None),
-                    "default": "(default)" in rest,
-                }
-            )
-        elif "(attached pic)" not in rest:
-            video.append(codec)
-    return MediaInfo(input_match.group(1), duration, audio, video, audio_streams), unreadable_audio
-
-
-def _number(value: object) -> float | None:
-    """A finite, non-negative number from ffprobe's JSON (which writes numbers as strings), else None."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
-
-
-_DETECTED_RE = re.compile(r"Format (\S+) (?:probed with size=\d+ and score=|detected only with low score of )(\d+)")
-
-
-def _probe_failure(path: str | os.PathLike, stderr: str) -> MediaError:
-    if "not on whitelist" not in stderr:
-        return MediaError("not_media", NOT_MEDIA)
-    # ffmpeg recognised a format we refuse. Ask again at debug level, still with both whitelists so
-    # nothing more is opened, to learn which format and how sure ffmpeg was: the error line itself
-    # does not name it in every ffmpeg version.
-    result = _run_probe(
-        [ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "debug", *_input_options(), "-i", _file_url(path)]
-    )
-    detections = _DETECTED_RE.findall(result.stderr.decode(errors="replace"))
-    if not detections:  # picked from the file name alone, e.g. an image2 "%03d" pattern
-        return MediaError("container_not_allowed", _not_allowed_message(None))
-    name, score = detections[-1]
-    if int(score) <= _EXTENSION_ONLY_SCORE or name in _TEXT_ART_DEMUXERS:
-        # A guess from the extension alone, or text / noise taken for ANSI art: not media at all.
-        return MediaError("not_media", NOT_MEDIA)
-    return MediaError("container_not_allowed", _not_allowed_message(name))
-
-
-def _not_allowed_message(demuxer: str | None) -> str:
-    if demuxer in ("hls", "concat", "dash", "webm_dash_manifest"):
-        return PLAYLIST_NOT_ALLOWED
-    kind = f" ({demuxer.removesuffix('_pipe')})" if demuxer else ""
-    return (
-        f"This kind of file{kind} can't be converted. "
-        "Please upload a video or audio file such as MP4, MKV, WebM, MOV, AVI, MP3 or WAV."
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -441,7 +191,7 @@ def convert_to_mp3(
     destination: str | os.PathLike,
     *,
     duration: float | None,
-    options: "Encoding | None" = None,
+    options: Encoding | None = None,
     cover: str | os.PathLike | None = None,
     bitrate_kbps: int = 192,
     on_progress: Callable[[int], None] | None = None,
@@ -451,7 +201,7 @@ def convert_to_mp3(
     """Write the source's audio to destination as MP3; the seconds of audio written, as ffmpeg counted
     them (None when it printed no progress), so the MP3 needs no probe afterwards.
 
-    `options` is the job's encoding as conversion/options.py builds it (maps, trim, codec, filters,
+    `options` is the job's encoding as conversion/encoding.py builds it (maps, trim, codec, filters,
     tags); without it the audio is encoded at `bitrate_kbps` CBR as ffmpeg chooses the track. `cover`
     is a JPEG (from grab_frame) embedded as the front cover; it needs options with an explicit audio map.
 
@@ -477,7 +227,7 @@ def convert_to_mp3(
         # Our own JPEG: read as a single JPEG image through the file protocol only.
         # fmt: off
         cover_args = [
-            "-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", _file_url(cover),
+            "-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", file_url(cover),
         ]
         output_args = (
             *output_args,
@@ -485,12 +235,12 @@ def convert_to_mp3(
             "-metadata:s:v", "title=Cover", "-metadata:s:v", "comment=Cover (front)",
         )
         # fmt: on
-    source_url = _file_url(source)
-    destination_url = _file_url(destination)
+    source_url = file_url(source)
+    destination_url = file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), *input_args, "-i", source_url,
+        *input_options(), *input_args, "-i", source_url,
         *cover_args,
         *output_args,
         "-progress", "pipe:1", "-nostats",
@@ -521,11 +271,11 @@ def measure_loudness(
     limits: ChildLimits | None = None,
 ) -> dict[str, str]:
     """loudnorm's measuring pass: its JSON report (input_i, input_tp, input_lra, input_thresh, target_offset)."""
-    source_url = _file_url(source)
+    source_url = file_url(source)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "info", "-nostats",
-        *_input_options(), *input_args, "-i", source_url,
+        *input_options(), *input_args, "-i", source_url,
         *output_args, "-f", "null", "-",
     ]
     # fmt: on
@@ -598,7 +348,7 @@ _UNINDEXED_ALIASES = frozenset({"mpegts", "mpeg", "mpegvideo"})
 def _grab_frame(
     source, destination, *, input_seek: float, output_seek: float, limits: ChildLimits | None, key_only: bool = False
 ) -> bool:
-    source_url, destination_url = _file_url(source), _file_url(destination)
+    source_url, destination_url = file_url(source), file_url(destination)
     # One decoding thread: a single frame gains little from more, and each thread holds frames in memory.
     decoding = ["-threads", "1", *(["-skip_frame", "nokey"] if key_only else [])]
     # No input seek at all from the start: a seek to 0 in an FLV gave no frame at all (ffmpeg 5.1).
@@ -607,7 +357,7 @@ def _grab_frame(
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), *decoding, *seek, "-i", source_url, *output,
+        *input_options(), *decoding, *seek, "-i", source_url, *output,
         # 0:V is video that is not an attached picture.
         "-map", "0:V:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg", destination_url,
     ]
@@ -649,11 +399,11 @@ def extract_audio(
     False when that container cannot carry the audio as it is (the caller keeps the upload itself);
     MediaError with a sentence when the file cannot be read within its limits.
     """
-    source_url, destination_url = _file_url(source), _file_url(destination)
+    source_url, destination_url = file_url(source), file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *_input_options(), "-i", source_url,
+        *input_options(), "-i", source_url,
         "-map", "0:a", "-c", "copy", "-map_metadata", "0", "-map_chapters", "0",
         "-f", audio_source_format(container), destination_url,
     ]
@@ -684,7 +434,7 @@ def _run_ffmpeg(
     """Run one ffmpeg command to the end; returns its last stderr lines and the seconds it wrote (from
     its -progress lines, None without them). Removes `output` unless it succeeded."""
     process = subprocess.Popen(
-        _confined(command, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        confined(command, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf

@@ -1,0 +1,133 @@
+"""Recovery: the sweeper that re-queues what a crash, a broker outage or a lost message left behind,
+and the retry of a failed job by its owner."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.services import user_lock
+from core import broker, storage
+from core.database_now import DatabaseNow, database_now_plus
+from uploads import selectors
+from uploads.models import Job
+from uploads.services.intake import queued_quota_check
+from uploads.services.leases import job_source_video_discard
+from uploads.services.notification_claims import notification_due
+from uploads.services.publishing import (
+    dead_letter_publish,
+    job_queue_on_commit,
+    mp3_message_publish,
+    video_message_publish,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class JobStateConflict(Exception):
+    """The job's state does not allow this action (HTTP 409)."""
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Recover what a crash, a broker outage or a lost message left behind. Safe to run in every
+    converter at once: each recovery is a conditional update that only one of them wins."""
+    now = timezone.now()
+    counts = {"recovered": 0, "failed": 0, "published": 0, "notifications": 0}
+
+    for job in Job.objects.filter(status=Job.Status.CONVERTING, lease_expires_at__lt=DatabaseNow()):
+        dead_attempt = Job.objects.filter(
+            id=job.id, status=Job.Status.CONVERTING, lease_owner=job.lease_owner, lease_expires_at__lt=DatabaseNow()
+        )
+        if job.recoveries + 1 >= settings.MAX_CRASH_RECOVERIES:
+            sentence = (
+                f"The converter stopped {job.recoveries + 1} times while working on this file, so it was given up; "
+                "the file may be damaged. Re-export it and upload it again."
+            )
+            if dead_attempt.update(
+                status=Job.Status.FAILED,
+                error=sentence,
+                finished_at=now,
+                recoveries=F("recoveries") + 1,
+                lease_owner="",
+                lease_expires_at=None,
+            ):
+                counts["failed"] += 1
+                dead_letter_publish(broker.VIDEO, job.id, "crash recovery limit")
+            continue
+        if dead_attempt.update(
+            status=Job.Status.QUEUED,
+            progress=0,
+            recoveries=F("recoveries") + 1,
+            lease_owner="",
+            lease_expires_at=None,
+            published_at=None,
+            retry_at=None,
+            updated_at=DatabaseNow(),
+        ):
+            logger.warning("job %s: its converter died (lease expired); queued again", job.id)
+            counts["recovered"] += 1
+            job_queue_on_commit(job.id)  # this sweeper won the recovery: it publishes the job too
+
+    # Not yet published: a job queued within the last 2 s is being published by whoever queued it.
+    unpublished = Q(published_at__isnull=True, updated_at__lt=database_now_plus(-2)) & (
+        Q(retry_at__isnull=True) | Q(retry_at__lte=DatabaseNow())
+    )
+    lost = Q(published_at__lt=database_now_plus(-settings.STALE_QUEUED_SECONDS))
+    waiting = Q(status=Job.Status.QUEUED) & (unpublished | lost)
+    for job_id in Job.objects.filter(waiting).values_list("id", flat=True):
+        # Claimed like a state change, so of the sweepers that saw this job only one publishes it.
+        if Job.objects.filter(waiting, id=job_id).update(published_at=DatabaseNow(), updated_at=DatabaseNow()):
+            video_message_publish(job_id, claimed=True)
+            counts["published"] += 1
+
+    # A converter that died right after committing `done` may have left the source video behind.
+    if not settings.KEEP_SOURCE_VIDEOS:
+        for job in Job.objects.filter(status=Job.Status.DONE, finished_at__lt=now - timedelta(seconds=2)).exclude(
+            video_file_id=""
+        ):
+            job_source_video_discard(job=job)
+
+    # An email whose retry is due, or whose message was lost: published again, claimed like a state
+    # change so that of the sweepers that saw it only one publishes it.
+    lost = Q(notify_retry_at__isnull=True, finished_at__lt=database_now_plus(-2)) & (
+        Q(mp3_published_at__isnull=True)
+        | Q(mp3_published_at__lt=database_now_plus(-settings.STALE_NOTIFICATION_SECONDS))
+    )
+    waiting = notification_due() & (lost | Q(notify_retry_at__isnull=False))
+    for job_id in Job.objects.filter(waiting).values_list("id", flat=True):
+        if Job.objects.filter(waiting, id=job_id).update(mp3_published_at=DatabaseNow(), notify_retry_at=None):
+            mp3_message_publish(job_id)
+            counts["notifications"] += 1
+    return counts
+
+
+def job_retry(*, job: Job) -> Job:
+    """failed -> queued, and queue it again."""
+    if job.status != Job.Status.FAILED:
+        raise JobStateConflict(f"Only a failed job can be retried; this one is {job.status}.")
+    source = selectors.job_conversion_source(job=job)
+    if source is None or not storage.file_exists(*source):
+        raise JobStateConflict("The uploaded file is no longer stored, so this job cannot be retried; upload it again.")
+    with transaction.atomic():
+        user_lock(user=job.owner)
+        queued_quota_check(owner=job.owner)
+        updated = Job.objects.filter(id=job.id, status=Job.Status.FAILED).update(
+            status=Job.Status.QUEUED,
+            error="",
+            progress=0,
+            finished_at=None,
+            started_at=None,
+            published_at=None,
+            recoveries=0,
+            transient_failures=0,
+            retry_at=None,
+            updated_at=DatabaseNow(),
+        )
+        if not updated:
+            raise JobStateConflict("This job changed state meanwhile; reload it and try again.")
+        job_queue_on_commit(job.id)
+        job.refresh_from_db()  # inside the transaction: the state this request made, not a converter's next one
+    return job
