@@ -17,7 +17,9 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "videomp3-"
+# Specific enough that no other directory of ours matches: a test's private RabbitMQ node in
+# /tmp/videomp3-rabbitmq-… once went as "stale" under the older prefix "videomp3-".
+PREFIX = "videomp3-work-"
 _LOCK_NAME = ".lock"
 # A directory with no lock file yet may be one a process is creating this instant: left alone this long.
 _UNLOCKED_GRACE_SECONDS = 60
@@ -25,7 +27,7 @@ _UNLOCKED_GRACE_SECONDS = 60
 
 @contextmanager
 def locked_temp_dir(kind: str, *, parent: str | None):
-    """A new temp directory `videomp3-<kind>-…` under parent, locked for as long as the block runs."""
+    """A new temp directory `videomp3-work-<kind>-…` under parent, locked for as long as the block runs."""
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-", dir=parent))
     lock = open(path / _LOCK_NAME, "w")  # noqa: SIM115 - held open for the block's whole life
     try:
