@@ -2,9 +2,7 @@ import os
 import uuid
 
 import pytest
-from rest_framework.test import APIClient
 
-from tests.factories import user_create
 from tests.support.services import SecantusProcess, amqp_url, rabbitmq_reachable, service_missing
 
 
@@ -74,6 +72,11 @@ def media_files(tmp_path_factory):
 @pytest.fixture
 def alice(mongodb, rabbitmq):
     """An API client signed in as alice; `.user` is her User."""
+    # Imported here: this conftest is also loaded as a plugin before Django is set up (tests/test_harness.py).
+    from rest_framework.test import APIClient
+
+    from tests.factories import user_create
+
     user = user_create(email="alice@example.com")
     client = APIClient()
     client.force_authenticate(user)
