@@ -349,13 +349,9 @@
     node.dataset.shape = jobShape(job);
     const badge = h("span", { class: `badge badge-${job.status}`, text: STATUS_LABELS[job.status] || job.status });
     if (mode === "page") {
-      node.replaceChildren(
-        h("div", { class: "job-head" }, badge),
-        jobState(job),
-        jobPlayer(job),
-        jobActions(job, handlers),
-        jobFacts(job),
-      );
+      // replaceChildren() would draw a null part (no player before `done`) as the text "null".
+      const parts = [h("div", { class: "job-head" }, badge), jobState(job), jobPlayer(job), jobActions(job, handlers), jobFacts(job)];
+      node.replaceChildren(...parts.filter(Boolean));
     } else {
       node.replaceChildren(
         h("div", { class: "job-icon" }, icon(STATUS_ICONS[job.status] || "music")),
