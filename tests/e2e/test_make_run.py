@@ -91,5 +91,6 @@ def test_make_run_converts_an_upload_end_to_end(make_run, tmp_path_factory):
     while not list((var_dir / "emails").glob("*.log")):
         assert time.monotonic() < deadline, "no email was written"
         time.sleep(0.3)
-    assert f"/jobs/{job['id']}/" in "".join(path.read_text() for path in (var_dir / "emails").glob("*.log"))
+    # The link points where `make run` serves (ADDR), not at PUBLIC_URL's default port 8000.
+    assert f"{base}/jobs/{job['id']}/" in "".join(path.read_text() for path in (var_dir / "emails").glob("*.log"))
     assert (var_dir / "videomp3.sqlite3").exists() and (var_dir / "mongodb").is_dir()

@@ -1,5 +1,6 @@
 """`make run`: every role in one process on the embedded defaults."""
 
+import os
 import threading
 
 from django.conf import settings
@@ -21,6 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default="127.0.0.1:8000", help="address:port for the web role")
 
     def handle(self, *args, addr: str, **options):
+        host, _, port = addr.rpartition(":")
+        url = f"http://{host}:{port}"
+        if "PUBLIC_URL" not in os.environ:
+            # Emailed links ("your MP3 is ready", password resets) point where this process serves.
+            settings.PUBLIC_URL = url
         storage.ping()  # starts the embedded MongoDB now, so a problem shows before the banner
         broker.declare_queues()
         stop = threading.Event()
@@ -47,8 +53,6 @@ class Command(BaseCommand):
         for worker in workers:
             worker.start()
         email, password = demo_user_ensure(credentials_path=settings.VAR_DIR / "demo-login.txt")
-        host, _, port = addr.rpartition(":")
-        url = f"http://{host}:{port}"
         self.stdout.write(
             "\n".join(
                 [
