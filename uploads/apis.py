@@ -1,5 +1,7 @@
 import base64
 import binascii
+import hashlib
+import json
 import re
 
 from django.conf import settings
@@ -200,8 +202,36 @@ PaginatedJobsSerializer = inline_serializer(
         "next": serializers.URLField(allow_null=True),
         "previous": serializers.URLField(allow_null=True),
         "results": JobSerializer(many=True),
+        "versions": serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            help_text="With ?known=: the version of every job on this page, in order (results holds only the new ones).",
+        ),
     },
 )
+KNOWN_VERSIONS = OpenApiParameter(
+    "known",
+    str,
+    required=False,
+    description=(
+        "Comma-separated `version`s of jobs the client already holds: `results` then carries only the jobs "
+        "whose JSON differs, and `versions` lists the whole page's, so a poll sends only what changed."
+    ),
+)
+# A page's worth of versions, with room to spare: what a longer query holds is ignored.
+KNOWN_VERSIONS_MAX_CHARS = 4096
+
+
+def _conditional_response(request, data) -> Response:
+    """`data` as JSON with an ETag, or 304 Not Modified when the client already holds exactly this."""
+    body = json.dumps(data, sort_keys=True, default=str).encode()
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    # Weak comparison (RFC 9110 13.1.2): the gzip middleware hands the tag out as W/"...".
+    held = (tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(","))
+    if etag in held:
+        return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(data, headers=headers)
 # Any string reaches the view (a malformed one answers 400), but a job id is a UUID.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the job's id")
 UPLOAD_ERRORS = error_responses(400, 401, 413, 422, 429, 503)
@@ -221,8 +251,11 @@ JOB_ERRORS = error_responses(400, 401, 404)
 class JobListCreateApi(_UploadApi):
     @extend_schema(
         operation_id="api_jobs_list",
-        parameters=[OpenApiParameter("status", str, enum=[s.value for s in Job.Status], required=False)],
-        responses={200: PaginatedJobsSerializer, **error_responses(400, 401)},
+        parameters=[
+            OpenApiParameter("status", str, enum=[s.value for s in Job.Status], required=False),
+            KNOWN_VERSIONS,
+        ],
+        responses={200: PaginatedJobsSerializer, 304: None, **error_responses(400, 401)},
     )
     def get(self, request):
         wanted = request.query_params.get("status")
@@ -231,7 +264,13 @@ class JobListCreateApi(_UploadApi):
         jobs = selectors.job_list_for_user(user=request.user, status=wanted)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
+        data = paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data).data
+        known = request.query_params.get("known")
+        if known is not None:
+            held = set(known[:KNOWN_VERSIONS_MAX_CHARS].split(","))
+            data["versions"] = [job["version"] for job in data["results"]]
+            data["results"] = [job for job in data["results"] if job["version"] not in held]
+        return _conditional_response(request, data)
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
@@ -273,10 +312,10 @@ def _job_or_404(request, job_id):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(parameters=[JOB_ID], responses={200: JobSerializer, **JOB_ERRORS})
+    @extend_schema(parameters=[JOB_ID], responses={200: JobSerializer, 304: None, **JOB_ERRORS})
     def get(self, request, job_id):
         job, missing = _job_or_404(request, job_id)
-        return missing or Response(JobSerializer(job, context={"request": request}).data)
+        return missing or _conditional_response(request, JobSerializer(job, context={"request": request}).data)
 
     @extend_schema(parameters=[JOB_ID], responses={204: None, 202: JobSerializer, **JOB_ERRORS, **error_responses(503)})
     def delete(self, request, job_id):

@@ -1,3 +1,5 @@
+import hashlib
+import json
 from datetime import datetime
 
 from django.urls import reverse
@@ -10,6 +12,9 @@ from uploads.models import Job
 class JobSerializer(serializers.ModelSerializer):
     filename = serializers.CharField(source="original_filename")
     links = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField(
+        help_text="A fingerprint of this JSON: it changes whenever any other field does (see ?known= on the list)."
+    )
     expires_at = serializers.SerializerMethodField(
         help_text="When retention deletes the job's files (RETENTION_DAYS after it finished); null when they are kept."
     )
@@ -41,8 +46,17 @@ class JobSerializer(serializers.ModelSerializer):
             "notified_at",
             "expires_at",
             "links",
+            "version",
         ]
         read_only_fields = fields
+
+    def to_representation(self, job: Job) -> dict:
+        data = super().to_representation(job)
+        data["version"] = job_version(data)
+        return data
+
+    def get_version(self, job: Job) -> str:
+        return ""  # filled in by to_representation, once the rest of the JSON exists
 
     def get_expires_at(self, job: Job) -> datetime | None:
         expires_at = selectors.job_expires_at(job=job)
@@ -73,3 +87,10 @@ class PresetSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     options = serializers.DictField(help_text="The option fields this preset sets; the rest keep their defaults.")
+
+
+def job_version(data: dict) -> str:
+    """A short fingerprint of a job's JSON: equal when nothing a client shows has changed. The page's poll
+    sends the versions it holds (GET /api/jobs/?known=...) and gets back only the jobs that differ."""
+    canonical = json.dumps({key: value for key, value in data.items() if key != "version"}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -71,6 +71,8 @@ MIDDLEWARE = [
     # Outside everything that may read a body: removes the spooled part of an upload cut off mid-way.
     "uploads.middleware.PartialUploadCleanupMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Outside what builds the body (it compresses the finished response): JSON only, see videomp3/compression.py.
+    "videomp3.compression.JsonGZipMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
