@@ -9,24 +9,17 @@ from django.urls import reverse
 from uploads import options as job_options
 from uploads import selectors
 from uploads.serializers import JobSerializer
-from uploads.services.intake import too_large_sentence
-
-
-def _size_text(size: int) -> str:
-    """2147483648 -> "2 GB", 26214400 -> "25 MB" (binary units, as the page shows every size)."""
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= factor:
-            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{size} bytes"
+from uploads.services.intake import human_bytes, too_large_sentence
 
 
 def _page_config(request) -> dict:
     return {
         "jobsUrl": reverse("job-list"),
+        "pageSize": settings.REST_FRAMEWORK["PAGE_SIZE"],
         "homeUrl": reverse("home"),
         "loginUrl": settings.LOGIN_URL,
         "maxUploadSize": settings.MAX_UPLOAD_SIZE,
-        "maxUploadSizeText": _size_text(settings.MAX_UPLOAD_SIZE),
+        "maxUploadSizeText": human_bytes(settings.MAX_UPLOAD_SIZE),
         "tooLargeSentence": too_large_sentence(),
     }
 
@@ -48,7 +41,8 @@ def jobs_page(request):
 
 
 def _output_option_choices() -> dict:
-    """What the upload page's "Output options" form offers (issue #9); the API validates what is sent."""
+    """What the "Output options" form offers (issue #9), on the upload card and in the "Convert again" dialog;
+    the API validates what is sent."""
     return {
         "presets": job_options.presets_listing(),
         "cbr_bitrates": job_options.CBR_BITRATES,
@@ -65,6 +59,5 @@ def job_page(request, job_id):
     if job is None:
         raise Http404("No such job.")
     data = JobSerializer(job, context={"request": request}).data
-    return render(
-        request, "uploads/job_detail.html", {"job": job, "config": _page_config(request), "initial_job": data}
-    )
+    context = {"job": job, "config": _page_config(request), "initial_job": data, **_output_option_choices()}
+    return render(request, "uploads/job_detail.html", context)

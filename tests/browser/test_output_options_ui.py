@@ -35,7 +35,8 @@ def test_choose_a_preset_override_it_trim_and_tag_then_read_the_mp3(page, live_s
     page.get_by_label("No cover picture").check()
     screenshot(page, "upload-options")
     choose_files(page, [video])
-    wait_done(page, "stand-up.mp4")
+    wait_done(page, "Daily stand-up")  # the row carries the chosen title, and names its file below it
+    expect(job_row(page, "Daily stand-up").locator(".job-meta")).to_contain_text("stand-up.mp4")
 
     job = Job.objects.get()
     assert job.options["bitrate"] == 96 and job.options["channels"] == "mono" and job.options["normalize"] is True
@@ -49,7 +50,7 @@ def test_choose_a_preset_override_it_trim_and_tag_then_read_the_mp3(page, live_s
     assert str(tags["TIT2"]) == "Daily stand-up" and tags.getall("APIC") == []
 
     # The job's page says what was asked for, with the loudness the converter measured.
-    job_row(page, "stand-up.mp4").get_by_role("link", name="stand-up.mp4", exact=True).click()
+    job_row(page, "Daily stand-up").get_by_role("link", name="Daily stand-up", exact=True).click()
     options = page.locator("dd", has_text="kb/s")
     expect(options).to_contain_text("96 kb/s CBR · mono · 0:01–0:02.500 · normalized to -16 LUFS (input ")
     expect(options).to_contain_text("no cover")

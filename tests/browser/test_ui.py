@@ -123,20 +123,19 @@ def test_upload_two_videos_watch_them_convert_play_one_and_download_the_other(pa
     assert_same_document(page)
     assert Job.objects.filter(status="done").count() == 2
 
-    # Play the first in its <audio> element: the browser reads the MP3 through the Range-capable endpoint.
-    audio = job_row(page, "team-meeting.mp4").locator("audio")
-    expect(audio).to_have_attribute("preload", "metadata")
-    page.locator("h1").click()  # a user gesture, so the page may start playback
-    audio.evaluate("a => a.play()")
-    page.wait_for_function("a => !a.paused && a.currentTime > 0.3", arg=audio.element_handle(), timeout=15_000)
-    duration = audio.evaluate("a => a.duration")
-    assert abs(duration - probe.media_duration(talk)) < 0.5, duration
-    audio.evaluate("a => a.pause()")
+    # Play the first with its row's Play button: the browser reads the MP3 through the Range-capable endpoint.
+    player = job_row(page, "team-meeting.mp4").locator("[data-player]")
+    player.get_by_role("button", name="Play team-meeting.mp4").click()
+    expect(player).to_have_class(re.compile("is-playing"))
+    expect(player.locator(".player-time")).not_to_have_text(re.compile(r"^0:00 /"), timeout=15_000)  # it plays
+    expect(player.locator(".player-time")).to_have_text(re.compile(r" / 0:0[34]$"))  # the MP3's own length
+    player.get_by_role("button", name="Pause team-meeting.mp4").click()
+    expect(player).not_to_have_class(re.compile("is-playing"))
 
     # Download the second: the bytes are the MP3 the converter stored.
     row = job_row(page, "interview.mov")
     with page.expect_download() as download_info:
-        row.get_by_role("link", name="Download the MP3 of interview.mov").click()
+        row.get_by_role("link", name="Download MP3 of interview.mov").click()
     download = download_info.value
     assert download.suggested_filename == "interview.mp3"
     data = open(download.path(), "rb").read()
@@ -197,7 +196,7 @@ def test_retry_a_failed_job(page, live_system):
 
     row.get_by_role("button", name=f"Retry {broken.name}").click()
     wait_done(page, broken.name)
-    expect(row.locator("audio")).to_be_visible()
+    expect(row.locator("[data-player]")).to_be_visible()
     expect(row.locator(".job-error")).to_have_count(0)
     assert_same_document(page)
     assert Job.objects.get(id=job.id).attempts == 2
@@ -348,14 +347,16 @@ def test_one_whole_upload_with_the_keyboard_alone(page, live_system):
     chooser.value.set_files(str(talk))
     wait_done(page, talk.name)
 
-    tab_to(f"e.getAttribute('aria-label') === 'Download the MP3 of {talk.name}'")
+    tab_to(f"e.getAttribute('aria-label') === 'Download MP3 of {talk.name}'")
     with page.expect_download() as download_info:
         keyboard.press("Enter")
     assert download_info.value.suggested_filename == "weekly-standup.mp3"
     assert len(open(download_info.value.path(), "rb").read()) == Job.objects.get(original_filename=talk.name).mp3_size
 
-    # Delete it from the keyboard too: Escape keeps it, the dialog's Delete button removes it.
-    tab_to(f"e.getAttribute('aria-label') === 'Delete {talk.name}'")
+    # Delete it from the keyboard too: the row's buttons are one toolbar (End reaches its last, Delete);
+    # Escape keeps it, the dialog's Delete button removes it.
+    keyboard.press("End")
+    expect(page.get_by_role("button", name=f"Delete {talk.name}")).to_be_focused()
     keyboard.press("Enter")
     expect(page.get_by_role("dialog")).to_be_visible()
     expect(page.get_by_role("button", name="Keep it")).to_be_focused()
@@ -406,7 +407,7 @@ def test_the_emailed_link_opens_the_job_page_after_sign_in(page, live_system):
     expect(page.get_by_role("heading", name=clip.name)).to_be_visible()
     expect(page.locator(".badge")).to_have_text("Done")
     expect(page.locator("audio")).to_have_attribute("src", f"/api/jobs/{job.id}/mp3")
-    expect(page.get_by_role("link", name=f"Download the MP3 of {clip.name}")).to_be_visible()
+    expect(page.get_by_role("link", name=f"Download MP3 of {clip.name}")).to_be_visible()
     expect(page.locator(".facts")).to_contain_text("Duration")
 
 

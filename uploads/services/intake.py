@@ -58,10 +58,13 @@ class QuotaExceeded(UploadRejected):
 QUEUED_QUOTA_RETRY_AFTER_SECONDS = 60
 
 
-def _human_bytes(size: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+def human_bytes(size: int) -> str:
+    """2147483648 -> "2.0 GB", 26214400 -> "25 MB": binary units named as the pages' own (app.js formatBytes)
+    and Django's filesizeformat name them, so one size reads the same in every sentence and on every page."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if size >= factor:
-            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+            value = size / factor
+            return f"{value:.1f} {unit}" if value < 10 else f"{round(value)} {unit}"
     return f"{size} bytes"
 
 
@@ -86,8 +89,8 @@ def _bytes_quota_check(*, owner, incoming: int) -> None:
     next_expiry = selectors.user_next_expiry(user=owner)
     retry_after = int((next_expiry - timezone.now()).total_seconds()) if next_expiry else 3600
     raise QuotaExceeded(
-        f"This upload ({_human_bytes(incoming)}) would pass your storage limit of {_human_bytes(limit)}: "
-        f"your files already take {_human_bytes(stored)}. Delete jobs you no longer need, or wait until "
+        f"This upload ({human_bytes(incoming)}) would pass your storage limit of {human_bytes(limit)}: "
+        f"your files already take {human_bytes(stored)}. Delete jobs you no longer need, or wait until "
         "older files expire, and try again.",
         "storage_quota_exceeded",
         retry_after=max(60, retry_after),
@@ -385,6 +388,7 @@ def _reused_fields(earlier: Job) -> dict:
 
 
 def too_large_sentence() -> str:
-    limit = settings.MAX_UPLOAD_SIZE
-    human = f"{limit / 1024**3:.1f} GiB" if limit >= 1024**3 else f"{limit / 1024**2:.0f} MiB"
-    return f"The file is larger than this server's limit of {human}; trim or compress it and try again."
+    return (
+        f"The file is larger than this server's limit of {human_bytes(settings.MAX_UPLOAD_SIZE)}; "
+        "trim or compress it and try again."
+    )

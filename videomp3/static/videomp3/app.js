@@ -13,6 +13,7 @@
   const SLOW_POLL_MS = 15000;
   const HIDDEN_POLL_MS = 30000;
   const PARALLEL_UPLOADS = 3;
+  const PROBE_BYTES = 1024 * 1024; // of each end of a file, sent to POST /api/jobs/check/ before the upload
   const STATUS_LABELS = {
     queued: "Queued",
     converting: "Converting",
@@ -54,6 +55,9 @@
     trash: [["path", { d: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3" }]],
     retry: [["path", { d: "M20 12a8 8 0 1 1-2.3-5.7M20 4v4.5h-4.5" }]],
     close: [["path", { d: "M6 6l12 12M18 6 6 18" }]],
+    play: [["path", { d: "M8 5.5v13l10.5-6.5z" }]],
+    pause: [["path", { d: "M8.5 5.5v13M15.5 5.5v13" }]],
+    options: [["path", { d: "M4 7h10M18 7h2M4 17h2M10 17h10" }], ["circle", { cx: 16, cy: 7, r: 2 }], ["circle", { cx: 8, cy: 17, r: 2 }]],
   };
   const STATUS_ICONS = { queued: "clock", converting: "convert", done: "music", failed: "alert", cancelled: "stop", expired: "archive" };
 
@@ -93,7 +97,8 @@
 
   function formatDuration(seconds) {
     if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
-    const total = Math.round(seconds);
+    // Whole seconds passed, as media players count: a 7.5 s MP3 reads 0:07 here and in the player.
+    const total = Math.floor(seconds);
     const hours = Math.floor(total / 3600);
     const minutes = Math.floor((total % 3600) / 60);
     const secs = String(total % 60).padStart(2, "0");
@@ -158,6 +163,17 @@
     return `The request failed (HTTP ${status}). Reload the page and try again.`;
   }
 
+  /** Each field's sentence of a 400/422 body's `errors`, unless it only repeats the summary. */
+  function refusalDetails(text, summary) {
+    try {
+      const body = JSON.parse(text);
+      const lines = Object.values((body && body.errors) || {}).flat().map(String);
+      return lines.length > 1 || (lines.length === 1 && lines[0] !== summary) ? lines : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
   function detailOf(status, text) {
     try {
       const body = JSON.parse(text);
@@ -168,15 +184,22 @@
     return fallbackSentence(status);
   }
 
-  async function api(method, url) {
+  /**
+   * One API call. `etag`: the ETag of what the caller holds, sent as If-None-Match; a 304 then resolves to
+   * { status: 304, data: null } (fetch hands it over as is: the cache is bypassed, the header is ours).
+   * `body`: a FormData, or an object sent as JSON. A 400's parsed body rides on the error as `body`.
+   */
+  async function api(method, url, { etag, body } = {}) {
+    const headers = { Accept: "application/json", "X-CSRFToken": csrfToken() };
+    if (etag) headers["If-None-Match"] = etag;
+    let payload = body;
+    if (body && !(body instanceof FormData)) {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
     let response;
     try {
-      response = await fetch(url, {
-        method,
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-      });
+      response = await fetch(url, { method, credentials: "same-origin", cache: "no-store", headers, body: payload });
     } catch (_) {
       throw new ApiError(0, fallbackSentence(0));
     }
@@ -184,9 +207,14 @@
       signInAgain();
       throw new ApiError(401, "Your session has ended; sign in again.");
     }
+    if (response.status === 304) return { status: 304, data: null, etag };
     const text = await response.text();
-    if (!response.ok) throw new ApiError(response.status, detailOf(response.status, text));
-    return { status: response.status, data: text ? JSON.parse(text) : null };
+    if (!response.ok) {
+      const error = new ApiError(response.status, detailOf(response.status, text));
+      error.responseText = text;
+      throw error;
+    }
+    return { status: response.status, data: text ? JSON.parse(text) : null, etag: response.headers.get("ETag") };
   }
 
   const jobUrl = (id) => `${config.jobsUrl}${id}/`;
@@ -248,10 +276,70 @@
     });
   }
 
+  /**
+   * "Convert again" (issue #19): the job's options in the dialog's form, to change and send. A failed or
+   * cancelled job is retried with them (the same job); a done one gets a new job beside it. Resolves to the
+   * API's job, or null when the user closes the dialog. Refusals are shown in the dialog, beside their fields.
+   */
+  function convertDialog(job) {
+    const template = document.querySelector("[data-convert-dialog-template]");
+    if (!template) return Promise.resolve(null);
+    const dialog = template.content.firstElementChild.cloneNode(true);
+    document.body.append(dialog);
+    const form = dialog.querySelector("[data-convert-form]");
+    const failure = dialog.querySelector("[data-convert-error]");
+    const retrying = RETRYABLE.has(job.status);
+    dialog.querySelector("[data-convert-title]").textContent = `Convert ${jobTitle(job)} again`;
+    dialog.querySelector("[data-convert-text]").textContent = retrying
+      ? "Change what made it fail, then convert it again. Nothing is uploaded again."
+      : "A new MP3 is made from the file you uploaded, with these options; this one stays. Nothing is uploaded again.";
+    dialog.querySelector("[data-convert-button]").textContent = retrying ? "Retry with these options" : "Convert";
+    form.reset();
+    fillOptionsForm(form, job.options || {});
+    showOptionErrors(form, "");
+    failure.hidden = true;
+    return new Promise((resolve) => {
+      async function submit(event) {
+        event.preventDefault();
+        if (!event.submitter || event.submitter.value !== "confirm") return finish(null);
+        const button = event.submitter;
+        if (isBusy(button)) return;
+        busy(button, true);
+        try {
+          const body = optionsFrom(form);
+          const { data } = await api("POST", `${jobUrl(job.id)}${retrying ? "retry" : "convert"}/`, { body });
+          finish(data);
+        } catch (error) {
+          showOptionErrors(form, error.responseText || "");
+          failure.textContent = error.message;
+          failure.hidden = false;
+        } finally {
+          busy(button, false);
+        }
+      }
+      function cancel() {
+        finish(null);
+      }
+      function finish(answer) {
+        form.removeEventListener("submit", submit);
+        dialog.removeEventListener("cancel", cancel);
+        if (dialog.open) dialog.close();
+        dialog.remove();
+        resolve(answer);
+      }
+      form.addEventListener("submit", submit);
+      dialog.addEventListener("cancel", cancel);
+      dialog.showModal();
+    });
+  }
+
   // ---- one job, drawn as a list row or as the body of its own page ----------------------------------
 
+  // What the user named it (the Title option), else the file's name.
+  const jobTitle = (job) => (job.options && job.options.title) || job.filename;
+
   // What changes the row's structure; progress alone only moves the bar.
-  const jobShape = (job) => [job.status, job.error, job.mp3_size, job.mp3_duration, job.duration, job.expires_at].join("|");
+  const jobShape = (job) => [job.status, job.error, job.mp3_size, job.mp3_duration, job.duration, job.expires_at, JSON.stringify(job.options)].join("|");
 
   function jobMeta(job) {
     const parts = [];
@@ -261,6 +349,8 @@
       if (job.duration) parts.push(formatDuration(job.duration));
       parts.push(formatBytes(job.size));
     }
+    // A row titled by the Title option still names the file it came from.
+    if (jobTitle(job) !== job.filename) parts.unshift(job.filename);
     const meta = h("p", { class: "job-meta" }, parts.filter(Boolean).join(" · "), " · ", timeElement(job.created_at, "uploaded "));
     // Retention (RETENTION_DAYS): say when the server deletes the files.
     if (job.expires_at) meta.append(" · ", h("span", { dataset: { expires: "" } }, timeElement(job.expires_at, "deleted ")));
@@ -285,29 +375,119 @@
     return box;
   }
 
-  function jobPlayer(job) {
+  let nowPlaying = null;
+
+  /**
+   * The MP3's player. On the job's own page: the browser's player, which fetches nothing until it is played
+   * (preload none). In a list row: one Play/Pause button (a single Tab stop, where the native player has six)
+   * with the time and a bar to click; its <audio> is only made on the first Play, so a visit costs no audio
+   * bytes. Left/Right on the button seek by 5 s.
+   */
+  function jobPlayer(job, mode) {
     if (job.status !== "done") return null;
-    return h("audio", { controls: true, preload: "metadata", src: mp3Url(job.id), "aria-label": `Play the MP3 of ${job.filename}` });
+    if (mode === "page") {
+      return h("audio", { controls: true, preload: "none", src: mp3Url(job.id), "aria-label": `Play the MP3 of ${jobTitle(job)}` });
+    }
+    const duration = job.mp3_duration || job.duration;
+    const label = h("span", { text: "Play" });
+    const toggle = h("button", { type: "button", class: "button button-sm button-secondary player-toggle", "aria-label": `Play ${jobTitle(job)}`, "aria-keyshortcuts": "ArrowLeft ArrowRight" }, icon("play"), label);
+    const time = h("span", { class: "player-time", text: `0:00 / ${formatDuration(duration)}` });
+    const fill = h("span", { class: "player-fill" });
+    const bar = h("span", { class: "player-bar", "aria-hidden": "true" }, fill);
+    const node = h("div", { class: "player", dataset: { player: "" } }, toggle, bar, time);
+    let audio = null;
+
+    function sync() {
+      const total = isFinite(audio.duration) ? audio.duration : duration;
+      time.textContent = `${formatDuration(audio.currentTime)} / ${formatDuration(total)}`;
+      fill.style.width = total ? `${Math.min(100, (audio.currentTime / total) * 100)}%` : "0";
+      const playing = !audio.paused && !audio.ended;
+      label.textContent = playing ? "Pause" : "Play";
+      toggle.setAttribute("aria-label", `${playing ? "Pause" : "Play"} ${jobTitle(job)}`);
+      toggle.replaceChild(icon(playing ? "pause" : "play"), toggle.firstChild);
+      node.classList.toggle("is-playing", playing);
+    }
+
+    function ensureAudio() {
+      if (audio) return audio;
+      audio = new Audio(mp3Url(job.id));
+      audio.preload = "auto";
+      for (const name of ["play", "pause", "ended", "timeupdate", "loadedmetadata", "seeked"]) audio.addEventListener(name, sync);
+      audio.addEventListener("error", () => toast(`The MP3 of ${jobTitle(job)} could not be played. Try downloading it.`, "error"));
+      return audio;
+    }
+
+    function seekBy(seconds) {
+      const player = ensureAudio();
+      player.currentTime = Math.max(0, Math.min((isFinite(player.duration) ? player.duration : duration) || 0, player.currentTime + seconds));
+    }
+
+    toggle.addEventListener("click", () => {
+      const player = ensureAudio();
+      if (player.paused) {
+        // One MP3 at a time: starting this one pauses any other.
+        if (nowPlaying && nowPlaying !== player) nowPlaying.pause();
+        nowPlaying = player;
+        player.play().catch(() => {});
+      } else player.pause();
+    });
+    toggle.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+        event.preventDefault();
+        seekBy(event.key === "ArrowRight" ? 5 : -5);
+      }
+    });
+    bar.addEventListener("click", (event) => {
+      const player = ensureAudio();
+      const rect = bar.getBoundingClientRect();
+      const total = isFinite(player.duration) ? player.duration : duration;
+      if (total) player.currentTime = ((event.clientX - rect.left) / rect.width) * total;
+    });
+    return node;
   }
 
+  const RETRYABLE = new Set(["failed", "cancelled"]);
+  // What "Convert again" accepts: the job's kept audio is still stored (it goes when the job expires).
+  const RECONVERTIBLE = new Set(["done", "failed", "cancelled"]);
+
+  /** The row's buttons, one Tab stop for all of them (a toolbar: the arrow keys move between them). */
   function jobActions(job, handlers) {
-    const box = h("div", { class: "job-actions" });
-    const button = (label, iconName, className, onClick, ariaLabel) =>
-      h("button", { type: "button", class: `button button-sm ${className}`, "aria-label": ariaLabel, onclick: onClick }, icon(iconName), label);
+    const title = jobTitle(job);
+    const box = h("div", { class: "job-actions", role: "toolbar", "aria-label": `Actions for ${title}` });
+    // Each accessible name starts with the visible words, so voice control finds the button by what it shows.
+    const button = (label, iconName, className, onClick, extra = {}) =>
+      h("button", { type: "button", class: `button button-sm ${className}`, "aria-label": `${label} ${title}`, onclick: onClick, ...extra }, icon(iconName), label);
     if (job.status === "done") {
       box.append(
-        h(
-          "a",
-          { class: "button button-sm button-primary", href: mp3Url(job.id), download: true, "aria-label": `Download the MP3 of ${job.filename}` },
-          icon("download"),
-          "Download MP3",
-        ),
+        h("a", { class: "button button-sm button-primary", href: mp3Url(job.id), download: true, "aria-label": `Download MP3 of ${title}` }, icon("download"), "Download MP3"),
       );
     }
-    if (job.status === "failed") box.append(button("Retry", "retry", "button-primary", handlers.retry, `Retry ${job.filename}`));
-    if (ACTIVE.has(job.status)) box.append(button("Cancel", "close", "button-secondary", handlers.cancel, `Cancel ${job.filename}`));
-    else box.append(button("Delete", "trash", "button-ghost danger push", handlers.remove, `Delete ${job.filename}`));
+    if (RETRYABLE.has(job.status)) box.append(button("Retry", "retry", "button-primary", handlers.retry));
+    if (RECONVERTIBLE.has(job.status)) {
+      box.append(button("Convert again", "options", "button-secondary", handlers.convertAgain, { "aria-haspopup": "dialog" }));
+    }
+    if (ACTIVE.has(job.status)) box.append(button("Cancel", "close", "button-secondary", handlers.cancel));
+    else box.append(button("Delete", "trash", "button-ghost danger push", handlers.remove));
+    rovingFocus(box);
     return box;
+  }
+
+  /** A toolbar's roving tabindex: one of its controls is in the Tab order; Left/Right, Home and End move along. */
+  function rovingFocus(toolbar) {
+    const controls = () => [...toolbar.querySelectorAll("a, button")];
+    controls().forEach((control, index) => control.setAttribute("tabindex", index === 0 ? "0" : "-1"));
+    toolbar.addEventListener("focusin", (event) => {
+      for (const control of controls()) control.setAttribute("tabindex", control === event.target ? "0" : "-1");
+    });
+    toolbar.addEventListener("keydown", (event) => {
+      const list = controls();
+      const at = list.indexOf(document.activeElement);
+      if (at < 0) return;
+      const moves = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: list.length - 1 };
+      if (!(event.key in moves)) return;
+      event.preventDefault();
+      list[(moves[event.key] + list.length) % list.length].focus();
+    });
   }
 
   // ffmpeg's demuxer and codec names, as people know them.
@@ -328,7 +508,7 @@
     ];
     if (job.status === "done") facts.push(["MP3", [formatBytes(job.mp3_size), formatDuration(job.mp3_duration)].filter(Boolean).join(" · ")]);
     if (job.finished_at) facts.push(["Finished", dateFormat.format(new Date(job.finished_at))]);
-    if (job.reused_from) facts.push(["Converted", "no: the same file with the same options was converted before, so its MP3 is reused"]);
+    if (job.reused_from) facts.push(["Reused", "This MP3 comes from an earlier conversion of the same file with the same options."]);
     if (job.expires_at) facts.push(["Files kept until", dateFormat.format(new Date(job.expires_at))]);
     facts.push(["Options", optionsSummary(job)]); // issue #9
     return h("dl", { class: "facts" }, facts.filter(([, value]) => value).map(([term, value]) => [h("dt", { text: term }), h("dd", { text: value })]));
@@ -350,7 +530,7 @@
     const badge = h("span", { class: `badge badge-${job.status}`, text: STATUS_LABELS[job.status] || job.status });
     if (mode === "page") {
       // replaceChildren() would draw a null part (no player before `done`) as the text "null".
-      const parts = [h("div", { class: "job-head" }, badge), jobState(job), jobPlayer(job), jobActions(job, handlers), jobFacts(job)];
+      const parts = [h("div", { class: "job-head" }, badge), jobState(job), jobPlayer(job, "page"), jobActions(job, handlers), jobFacts(job)];
       node.replaceChildren(...parts.filter(Boolean));
     } else {
       node.replaceChildren(
@@ -358,10 +538,10 @@
         h(
           "div",
           { class: "job-body" },
-          h("div", { class: "job-head" }, h("a", { class: "job-name", href: pageUrl(job.id), title: job.filename, text: job.filename }), badge),
+          h("div", { class: "job-head" }, h("a", { class: "job-name", href: pageUrl(job.id), title: job.filename, text: jobTitle(job) }), badge),
           jobMeta(job),
           jobState(job),
-          h("div", { class: "job-controls" }, jobPlayer(job), jobActions(job, handlers)),
+          h("div", { class: "job-controls" }, jobPlayer(job, "row"), jobActions(job, handlers)),
         ),
       );
     }
@@ -393,8 +573,21 @@
 
   const isBusy = (button) => button.getAttribute("aria-disabled") === "true";
 
-  function makeHandlers(job, { onChanged, onRemoved }) {
+  function makeHandlers(job, { onChanged, onRemoved, onCreated }) {
     return {
+      async convertAgain(event) {
+        const button = event.currentTarget;
+        if (isBusy(button)) return;
+        const result = await convertDialog(job);
+        if (!result) return;
+        if (result.id === job.id) {
+          onChanged(result);
+          announce(`Converting ${jobTitle(job)} again with the new options.`);
+        } else {
+          onCreated(result);
+          announce(`${jobTitle(job)} is queued for conversion with the new options.`);
+        }
+      },
       async retry(event) {
         const button = event.currentTarget;
         if (isBusy(button)) return;
@@ -567,6 +760,12 @@
           polling.soon();
         },
         onRemoved: removeJob,
+        onCreated: (created) => {
+          upsert(created, { quiet: true });
+          const row = jobs.get(created.id);
+          if (row) row.node.querySelector(".job-name").focus();
+          polling.soon();
+        },
       });
     }
 
@@ -579,12 +778,22 @@
       return false;
     }
 
+    /** Take in a page of the list. `page.versions` (a ?known= poll) lists the whole page, `results` only its new jobs. */
     function merge(page, { first, quiet }) {
-      const seen = new Set(page.results.map((job) => job.id));
       for (const job of page.results) upsert(job, { quiet });
+      let pageJobs = page.results;
+      if (page.versions) {
+        const held = new Map([...jobs.values()].map(({ job }) => [job.version, job]));
+        pageJobs = page.versions.map((version) => held.get(version));
+        if (pageJobs.includes(undefined)) {
+          resync = true; // out of step (a version we never held): the next poll asks for the whole page
+          return;
+        }
+      }
+      const seen = new Set(pageJobs.map((job) => job.id));
       if (first) {
         // Rows missing from the first page were deleted elsewhere, unless they are older than it (page 2 on).
-        const oldest = page.results.length ? Date.parse(page.results[page.results.length - 1].created_at) : Infinity;
+        const oldest = pageJobs.length ? Date.parse(pageJobs[pageJobs.length - 1].created_at) : Infinity;
         for (const { job } of [...jobs.values()]) {
           if (!seen.has(job.id) && (!page.next || Date.parse(job.created_at) >= oldest)) removeJob(job);
         }
@@ -596,13 +805,25 @@
       loadMore.hidden = !olderUrl;
     }
 
+    /**
+     * One poll, costing only what changed: it names the versions of the newest rows it holds, so the answer
+     * carries just the jobs that differ (and every version, to spot deletions), and it sends the last answer's
+     * ETag, so a list that did not change at all costs a bodiless 304.
+     */
+    let listEtag = null;
+    let resync = false;
     async function tick() {
-      const { data } = await api("GET", config.jobsUrl);
-      merge(data, { first: true, quiet: false });
+      const held = [...jobs.values()].map(({ job }) => job).sort(newestFirst).slice(0, config.pageSize);
+      const known = resync ? "" : held.map((job) => job.version).join(",");
+      resync = false;
+      const { status, data, etag } = await api("GET", `${config.jobsUrl}?known=${known}`, { etag: listEtag });
+      listEtag = etag;
+      if (status !== 304) merge(data, { first: true, quiet: false });
       // An active job beyond the first page (rare) is followed one by one.
+      const onFirstPage = new Set(held.map((job) => job.id));
       await Promise.all(
         [...jobs.values()]
-          .filter(({ job }) => ACTIVE.has(job.status) && !data.results.some((fresh) => fresh.id === job.id))
+          .filter(({ job }) => ACTIVE.has(job.status) && !onFirstPage.has(job.id) && !(data && data.results.some((fresh) => fresh.id === job.id)))
           .map(({ job }) =>
             api("GET", jobUrl(job.id)).then(
               ({ data: fresh }) => upsert(fresh),
@@ -645,19 +866,37 @@
 
   const optionsForm = () => document.querySelector("[data-options-form]");
 
-  function appendOutputOptions(form) {
-    const source = optionsForm();
-    if (!source) return;
-    for (const [name, value] of new FormData(source)) {
-      if (String(value).trim() !== "") form.append(name, String(value).trim());
+  /** The filled-in fields of an options form, as the API takes them (strings; empty ones left out). */
+  function optionsFrom(form) {
+    const chosen = {};
+    if (!form) return chosen;
+    for (const [name, value] of new FormData(form)) {
+      if (String(value).trim() !== "") chosen[name] = String(value).trim();
     }
+    return chosen;
   }
 
-  function showOptionErrors(responseText) {
-    const source = optionsForm();
-    if (!source) return;
-    for (const old of source.querySelectorAll(".field-error")) old.remove();
-    for (const field of source.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
+  /** Set an options form from a job's stored options (every field present, as the server keeps them). */
+  function fillOptionsForm(form, options) {
+    for (const field of form.elements) {
+      if (!field.name || !(field.name in options)) continue;
+      const value = options[field.name];
+      if (field.type === "checkbox") field.checked = String(value) === field.value;
+      else if (value === null || value === undefined || value === "source") field.value = "";
+      else {
+        field.value = String(value);
+        if (field.value !== String(value)) field.value = ""; // a value the select does not offer
+      }
+    }
+    // The stored loudness target is the default one unless normalizing.
+    if (options.normalize !== true && form.elements.namedItem("normalize")) form.elements.namedItem("normalize").value = "false";
+  }
+
+  /** Show a 400 `invalid_options` answer's field errors beside the form's fields ("" clears them). */
+  function showOptionErrors(form, responseText) {
+    if (!form) return;
+    for (const old of form.querySelectorAll(".field-error")) old.remove();
+    for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
     if (!responseText) return;
     let body = null;
     try {
@@ -665,14 +904,17 @@
     } catch (_) {
       return;
     }
-    if (!body || body.code !== "invalid_options" || !body.errors) return;
-    source.closest("details").open = true;
+    if (!body || !body.errors) return;
+    const details = form.closest("details");
+    let shown = false;
     for (const [name, sentences] of Object.entries(body.errors)) {
-      const field = source.elements.namedItem(name);
-      if (!field || !field.closest) continue;
+      const field = form.elements.namedItem(name);
+      if (!field || !field.closest || !field.closest("label")) continue;
       field.setAttribute("aria-invalid", "true");
       field.closest("label").append(h("span", { class: "field-error", text: sentences.join(" ") }));
+      shown = true;
     }
+    if (shown && details) details.open = true;
   }
 
   const OPTION_LABELS = { mono: "mono", stereo: "stereo" };
@@ -713,7 +955,7 @@
     const list = root.querySelector("[data-uploads]");
     const items = [];
 
-    const activeCount = () => items.filter((item) => item.state === "uploading").length;
+    const activeCount = () => items.filter((item) => item.state === "uploading" || item.state === "checking").length;
 
     function setStatus(item, text) {
       item.status.textContent = text;
@@ -764,11 +1006,12 @@
       }, delay);
     }
 
-    function fail(item, sentence, retryable) {
+    function fail(item, sentence, retryable, details = []) {
       setState(item, "error");
       setStatus(item, "Not uploaded");
       item.bar.hidden = true;
-      item.error.textContent = sentence;
+      // Every reason at once: the summary, then each field's sentence.
+      item.error.replaceChildren(sentence, ...(details.length ? [h("ul", {}, details.map((line) => h("li", { text: line })))] : []));
       item.error.hidden = false;
       const buttons = [];
       if (retryable) buttons.push(button("Try again", "retry", `Upload ${item.file.name} again`, () => start(item)));
@@ -778,7 +1021,49 @@
       pump();
     }
 
-    function start(item) {
+    /**
+     * Before a byte of the body is sent, the server checks the options and the file's first and last MiB
+     * (POST /api/jobs/check/): most layouts keep their streams and length there (an MP4's index at either
+     * end, Matroska's head, MPEG-TS timestamps), so "no audio", "end past the file's length" and every option
+     * error come back at once, in seconds. What it cannot tell, the upload itself still checks.
+     */
+    async function start(item) {
+      setState(item, "checking");
+      item.error.hidden = true;
+      item.bar.hidden = true;
+      setStatus(item, `Checking · ${formatBytes(item.file.size)}`);
+      setActions(
+        item,
+        button("Cancel", "close", `Cancel the upload of ${item.file.name}`, () => {
+          setState(item, "cancelled");
+          forget(item, 0);
+          pump();
+        }),
+      );
+      const form = new FormData();
+      for (const [name, value] of Object.entries(item.options)) form.append(name, value);
+      form.append("name", item.file.name);
+      form.append("size", String(item.file.size));
+      const head = Math.min(item.file.size, PROBE_BYTES);
+      form.append("head", item.file.slice(0, head), "head");
+      if (item.file.size > head) form.append("tail", item.file.slice(Math.max(head, item.file.size - PROBE_BYTES)), "tail");
+      let refusal = null;
+      try {
+        await api("POST", `${config.jobsUrl}check/`, { body: form });
+      } catch (error) {
+        // A refusal is the server's word on this file; an outage or an older server leaves it to the upload.
+        if (error.status >= 400 && error.status < 500 && ![404, 405, 408].includes(error.status)) refusal = error;
+      }
+      if (item.state !== "checking") return; // cancelled meanwhile
+      if (refusal) {
+        showOptionErrors(optionsForm(), refusal.responseText);
+        fail(item, refusal.message, false, refusalDetails(refusal.responseText, refusal.message));
+        return;
+      }
+      send(item);
+    }
+
+    function send(item) {
       setState(item, "uploading");
       item.error.hidden = true;
       item.bar.hidden = false;
@@ -805,7 +1090,7 @@
       });
       xhr.addEventListener("load", () => {
         if (xhr.status === 202 || xhr.status === 200) {
-          showOptionErrors("");
+          showOptionErrors(optionsForm(), "");
           setState(item, "done");
           item.bar.value = 100;
           setStatus(item, "Uploaded · 100 %");
@@ -822,8 +1107,9 @@
         } else if (xhr.status === 401) {
           fail(item, "Your session has ended. Sign in again, then upload the file again.", false);
         } else {
-          if (xhr.status === 400) showOptionErrors(xhr.responseText);
-          fail(item, detailOf(xhr.status, xhr.responseText), xhr.status >= 500 || xhr.status === 0);
+          showOptionErrors(optionsForm(), xhr.responseText);
+          const sentence = detailOf(xhr.status, xhr.responseText);
+          fail(item, sentence, xhr.status >= 500 || xhr.status === 0, refusalDetails(xhr.responseText, sentence));
         }
         pump();
       });
@@ -836,9 +1122,10 @@
         forget(item, 1200);
         pump();
       });
+      // The options go first: the server refuses bad ones before it reads the file's bytes.
       const form = new FormData();
+      for (const [name, value] of Object.entries(item.options)) form.append(name, value);
       form.append("file", item.file, item.file.name);
-      appendOutputOptions(form);
       xhr.send(form);
     }
 
@@ -851,10 +1138,13 @@
     }
 
     function add(files) {
+      const options = optionsFrom(optionsForm()); // as set when the files were chosen
+      let first = null;
       for (const file of files) {
-        const item = { file, state: "waiting" };
+        const item = { file, state: "waiting", options };
         items.push(item);
         list.append(row(item));
+        first = first || item.node;
         if (config.maxUploadSize && file.size > config.maxUploadSize) {
           fail(item, config.tooLargeSentence, false);
           continue;
@@ -869,6 +1159,9 @@
         );
       }
       pump();
+      // The new rows sit under the chooser; on a phone with the options open they may still be below the
+      // fold, so bring the first into view (scroll-margin keeps it clear of the sticky header).
+      if (first) first.scrollIntoView({ block: "nearest", behavior: "smooth" });
     }
 
     chooser.addEventListener("click", () => input.click());
@@ -918,6 +1211,7 @@
     const box = root.querySelector("[data-job-detail]");
     let job = readJson("initial-job");
     let gone = false;
+    let etag = null; // of the last answer: an unchanged job then costs a bodiless 304
 
     const handlers = () =>
       makeHandlers(job, {
@@ -928,6 +1222,9 @@
         onRemoved() {
           gone = true;
           window.location.assign(config.homeUrl || "/");
+        },
+        onCreated(created) {
+          window.location.assign(pageUrl(created.id));
         },
       });
 
@@ -941,8 +1238,9 @@
     async function tick() {
       if (gone) return false;
       try {
-        const { data } = await api("GET", jobUrl(job.id));
-        show(data);
+        const { status, data, etag: fresh } = await api("GET", jobUrl(job.id), { etag });
+        etag = fresh;
+        if (status !== 304) show(data);
       } catch (error) {
         if (error.status !== 404) throw error;
         gone = true;
@@ -973,6 +1271,16 @@
   }
 
   // ---- start ---------------------------------------------------------------------------------------------
+
+  // Keyboard focus never sits under the sticky top bar: Chromium scrolls a focused control into view only
+  // when it is wholly outside the window, and ignores scroll-padding-top when it does.
+  const topbar = document.querySelector(".topbar");
+  document.addEventListener("focusin", (event) => {
+    if (!topbar || topbar.contains(event.target) || event.target === document.body) return;
+    const barBottom = topbar.getBoundingClientRect().bottom;
+    const top = event.target.getBoundingClientRect().top;
+    if (top < barBottom + 4) window.scrollBy({ top: top - barBottom - 12, behavior: "instant" });
+  });
 
   const menu = document.querySelector("[data-menu]");
   if (menu) accountMenu(menu);
