@@ -232,6 +232,8 @@ def _conditional_response(request, data) -> Response:
     if etag in held:
         return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(data, headers=headers)
+
+
 # Any string reaches the view (a malformed one answers 400), but a job id is a UUID.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the job's id")
 UPLOAD_ERRORS = error_responses(400, 401, 413, 422, 429, 503)

@@ -122,14 +122,6 @@ def test_a_done_job_is_converted_again_into_a_second_mp3(page, live_system):
     assert other.options["bitrate"] == 64 and other.mp3_size < first.mp3_size
 
 
-def wire_bytes(page, since: int = 0) -> tuple[int, list]:
-    """Bytes on the wire (headers included, bodies as encoded) of the page's requests from index `since`."""
-    rows = page.evaluate(
-        """since => performance.getEntriesByType('resource').slice(since).map(e => [e.name, e.transferSize])"""
-    )
-    return sum(size for _, size in rows), rows
-
-
 def test_a_visit_fetches_no_audio_until_play(page, live_system):
     """Item 5: the list's players make no media request; Play makes the first, for that MP3 alone."""
     user = user_create()
