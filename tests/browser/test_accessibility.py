@@ -127,6 +127,7 @@ PAGES = {
     "sign-up": open_signed_out("/accounts/signup/"),
     "password-reset": open_signed_out("/accounts/password/reset/"),
     "password-reset-sent": open_signed_out("/accounts/password/reset/sent/"),
+    "password-reset-complete": open_signed_out("/accounts/password/reset/done/"),
     "jobs-empty": open_jobs_page_empty,
     "jobs-20-mixed": open_jobs_page_mixed,
     "job": open_job_page,
