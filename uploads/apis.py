@@ -1,5 +1,6 @@
 import base64
 import binascii
+import json
 import re
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from uploads import options as job_options
 from uploads import selectors
 from uploads.downloads import mp3_response
 from uploads.models import Job
-from uploads.serializers import JobSerializer, PresetSerializer, UploadSerializer
+from uploads.serializers import JobSerializer, OutputOptionsSerializer, PresetSerializer, UploadSerializer
 from uploads.services import deletion, intake, recovery
 from uploads.upload_handlers import UploadTooLarge
 
@@ -291,25 +292,86 @@ class JobDetailApi(APIView):
         return Response(status=204)
 
 
+def _body_options(request, *, when_empty):
+    """Output options from the body of a retry or convert request: a JSON object or form fields of the
+    upload form's names, and/or an `options` JSON string, parsed as an upload's; `when_empty` when there
+    are none. A 400 Response when they are not valid."""
+    data = request.data
+    if not isinstance(data, dict):  # QueryDict is a dict; a JSON list or string is not
+        return None, error(
+            400,
+            'Send the output options as a JSON object, e.g. {"bitrate": 128, "normalize": false}.',
+            code="invalid_options",
+        )
+    if not data:
+        return when_empty, None
+    json_text = data.get("options")
+    if isinstance(json_text, dict):  # a JSON body may nest the object itself
+        json_text = json.dumps(json_text)
+    return _parsed_options({name: data.get(name) for name in data if name != "options"}, json_text)
+
+
+def _job_again_response(request, job_id, action, *, when_empty) -> Response:
+    job, missing = _job_or_404(request, job_id)
+    if missing:
+        return missing
+    options, refusal = _body_options(request, when_empty=when_empty)
+    if refusal:
+        return refusal
+    try:
+        job = action(job=job, options=options)
+    except intake.QuotaExceeded as exc:
+        return _quota_response(exc)
+    except intake.UploadRejected as exc:
+        return error(exc.status, str(exc), code=exc.code, errors=exc.errors)
+    except recovery.JobStateConflict as exc:
+        return error(409, str(exc), code="conflict")
+    except storage.StorageError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return Response(JobSerializer(job, context={"request": request}).data, status=202)
+
+
+JOB_AGAIN_ERRORS = {**JOB_ERRORS, **error_responses(409, 429, 503)}
+AGAIN_OPTIONS = {
+    "application/json": OutputOptionsSerializer,
+    "multipart/form-data": OutputOptionsSerializer,
+    "application/x-www-form-urlencoded": OutputOptionsSerializer,
+}
+
+
 class JobRetryApi(APIView):
     @extend_schema(
-        request=None,
+        summary="Retry a failed or cancelled job, with the same or other output options",
+        description=(
+            "Queues the job again from its stored audio (no new upload). With no body it keeps its options; "
+            "output option fields (the upload form's names, or an `options` JSON string) replace them, "
+            "checked as an upload's (400 `invalid_options`, `errors` per field). 409 for a job in another "
+            "state, or whose files are no longer stored."
+        ),
+        request=AGAIN_OPTIONS,
         parameters=[JOB_ID],
-        responses={202: JobSerializer, **JOB_ERRORS, **error_responses(409, 429, 503)},
+        responses={202: JobSerializer, **JOB_AGAIN_ERRORS},
     )
     def post(self, request, job_id):
-        job, missing = _job_or_404(request, job_id)
-        if missing:
-            return missing
-        try:
-            job = recovery.job_retry(job=job)
-        except intake.QuotaExceeded as exc:
-            return _quota_response(exc)
-        except recovery.JobStateConflict as exc:
-            return error(409, str(exc), code="conflict")
-        except storage.StorageError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return Response(JobSerializer(job, context={"request": request}).data, status=202)
+        return _job_again_response(request, job_id, recovery.job_retry, when_empty=None)
+
+
+class JobConvertApi(APIView):
+    @extend_schema(
+        summary="Convert a done, failed or cancelled job again with other output options, as a new job",
+        description=(
+            "Creates a new job of the same file from the job's stored audio (no new upload); the job itself "
+            "stays as it is. Output option fields as on upload (none: the defaults). Quota-checked like an "
+            "upload; when dedup finds your done job of the same file and options, the new job is done at "
+            "once (`reused_from`). 409 for a queued, converting or expired job, or one whose files are gone."
+        ),
+        request=AGAIN_OPTIONS,
+        parameters=[JOB_ID],
+        responses={202: JobSerializer, **JOB_AGAIN_ERRORS},
+    )
+    def post(self, request, job_id):
+        defaults = job_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
+        return _job_again_response(request, job_id, recovery.job_convert_again, when_empty=defaults)
 
 
 def _download(request, job):

@@ -6,5 +6,6 @@ urlpatterns = [
     path("", apis.JobListCreateApi.as_view(), name="job-list"),
     path("<str:job_id>/", apis.JobDetailApi.as_view(), name="job-detail"),
     path("<str:job_id>/retry/", apis.JobRetryApi.as_view(), name="job-retry"),
+    path("<str:job_id>/convert/", apis.JobConvertApi.as_view(), name="job-convert"),
     path("<str:job_id>/mp3", apis.JobMp3Api.as_view(), name="job-mp3"),
 ]

@@ -8,6 +8,7 @@ import tempfile
 import unicodedata
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -302,6 +303,32 @@ def job_create_from_digest(*, owner, content_sha256: str, options: job_options.J
         transaction.on_commit(partial(mp3_message_publish, job.id))  # ready at once: say so
     logger.info("job %s reuses the MP3 of job %s, declared by its digest (body not read)", job.id, earlier.id)
     return job
+
+
+def options_for_stored_job(*, job: Job, options: job_options.JobOptions) -> job_options.JobOptions:
+    """`options` (validated on their own) for converting a job's stored audio again, checked against what
+    its upload probed, every error at once (UploadRejected 400 invalid_options).
+
+    The cover frame was taken once, at upload (the video is not kept): another frame time cannot be
+    honoured, and no time keeps the frame that was taken, chosen or not."""
+    errors: dict[str, list[str]] = {}
+    try:
+        job_options.check_against_media(options, duration=job.duration, audio_streams=job.audio_streams)
+    except job_options.OptionsInvalid as exc:
+        errors.update(exc.errors)
+    earlier = job_options.JobOptions.from_stored(job.options)
+    if job.cover_file_id and options.cover and options.cover_time is not None:
+        if options.cover_time != earlier.cover_time:
+            taken = job_options.cover_grab_time(earlier, duration=job.duration)
+            errors.setdefault("cover_time", []).append(
+                f"The cover frame was taken at {taken:g} seconds when the file was uploaded, and only that frame "
+                "is kept; leave the cover time empty, or upload the file again to choose another frame."
+            )
+    if errors:
+        raise options_rejected(job_options.OptionsInvalid(errors))
+    if options.cover and options.cover_time is None and earlier.cover_time is not None:
+        options = replace(options, cover_time=earlier.cover_time)  # the frame the job has
+    return options
 
 
 def _store_for_conversion_or_refuse(*args, **kwargs) -> dict:
