@@ -93,6 +93,13 @@ class UploadSerializer(OutputOptionsSerializer):
     file = serializers.FileField(help_text="The video (or audio) file; send the option fields before it.")
 
 
+class UploadCheckSerializer(OutputOptionsSerializer):
+    name = serializers.CharField(required=False, help_text="The file's name.")
+    size = serializers.IntegerField(help_text="The file's size in bytes.")
+    head = serializers.FileField(help_text="The file's first bytes, at most 1 MiB.")
+    tail = serializers.FileField(required=False, help_text="The file's last bytes, at most 1 MiB.")
+
+
 class PresetSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
