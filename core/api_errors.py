@@ -22,11 +22,20 @@ def _first_message(errors) -> str:
 class Refusal(exceptions.APIException):
     """A refusal with a sentence, a code and, for limits, a Retry-After: raised where no view answers yet."""
 
-    def __init__(self, status_code: int, sentence: str, code: str, *, retry_after: int | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        sentence: str,
+        code: str,
+        *,
+        retry_after: int | None = None,
+        errors: dict[str, list[str]] | None = None,
+    ):
         self.status_code = status_code
         super().__init__(sentence, code)
         self.refusal_code = code
         self.retry_after = retry_after
+        self.errors = errors  # per form field, as a view's 400 gives them
 
 
 def exception_handler(exc, context):
@@ -66,6 +75,8 @@ def exception_handler(exc, context):
         response.data = {"detail": sentence, "code": code}
     elif isinstance(exc, Refusal):
         response.data = {"detail": str(exc.detail), "code": exc.refusal_code}
+        if exc.errors:
+            response.data["errors"] = exc.errors
         if exc.retry_after:
             response["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, exceptions.Throttled) and exc.wait:

@@ -22,9 +22,15 @@ from uploads import options as job_options
 from uploads import selectors
 from uploads.downloads import mp3_response
 from uploads.models import Job
-from uploads.serializers import JobSerializer, PresetSerializer, UploadSerializer
+from uploads.serializers import (
+    JobSerializer,
+    OutputOptionsSerializer,
+    PresetSerializer,
+    UploadCheckSerializer,
+    UploadSerializer,
+)
 from uploads.services import deletion, intake, recovery
-from uploads.upload_handlers import UploadTooLarge
+from uploads.upload_handlers import FieldsFirstMultiPartParser, UploadTooLarge
 
 # Multipart framing around the file: a request past this much over the limit cannot fit.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -83,8 +89,9 @@ class _UploadApi(APIView):
     request.POST, so it would parse and spool the whole body first. The user is taken from the Bearer
     token, or the session cookie, alone."""
 
-    parser_classes = [MultiPartParser]
+    parser_classes = [FieldsFirstMultiPartParser]
     reused_from_digest = None
+    check_fields_before_file = None  # a view's check of the form fields that precede the file
 
     def initial(self, request, *args, **kwargs):
         user, by_token = self._user_from_headers(request) if request.method == "POST" else (None, False)
@@ -93,6 +100,13 @@ class _UploadApi(APIView):
                 self.reused_from_digest = self._reuse_from_digest(request, user)
             if self.reused_from_digest is None:
                 _refuse_before_body(request, user)
+                if self.check_fields_before_file is not None:
+                    # Parsed now, through FieldsFirstMultiPartParser, so the fields before the file are
+                    # checked before its bytes are read: the session's CSRF check below would otherwise
+                    # parse the body with Django's own parser, which spools the whole file first. (The
+                    # CSRF check then reads what was parsed; a forged request still gets its 403, unless
+                    # its options were refused first: it learns nothing, and nothing is stored.)
+                    request.data  # noqa: B018
         super().initial(request, *args, **kwargs)
 
     def _user_from_headers(self, request):
@@ -163,14 +177,18 @@ def _query_options(request):
 
 
 def _parsed_options(form: dict, json_text: str | None):
-    raw, errors = job_options.merge_sources(form=form, json_text=json_text)
-    try:
-        if errors:
-            raise job_options.OptionsInvalid(errors)
-        return job_options.parse_options(raw, default_bitrate=settings.MP3_BITRATE_KBPS), None
-    except job_options.OptionsInvalid as exc:
-        rejected = intake.options_rejected(exc)
+    options, errors = _options_and_errors(form, json_text)
+    if errors:
+        rejected = intake.options_rejected(job_options.OptionsInvalid(errors))
         return None, error(rejected.status, str(rejected), code=rejected.code, errors=rejected.errors)
+    return options, None
+
+
+def _options_and_errors(form: dict, json_text: str | None):
+    """The options that parse, and every field's error (none: the options are valid)."""
+    raw, json_errors = job_options.merge_sources(form=form, json_text=json_text)
+    options, errors = job_options.parse_what_is_valid(raw, default_bitrate=settings.MP3_BITRATE_KBPS)
+    return options, {**json_errors, **errors}
 
 
 def _create_job_response(request, upload, *, created_status: int, options=None) -> Response:
@@ -274,7 +292,23 @@ class JobListCreateApi(_UploadApi):
             data["results"] = [job for job in data["results"] if job["version"] not in held]
         return _conditional_response(request, data)
 
+    def check_fields_before_file(self, fields) -> None:
+        """The output options among the fields sent before the file, refused with every error at once
+        before the file's bytes are read (FieldsFirstMultiPartParser). What is sent after the file, and
+        what depends on the file, is checked once it has arrived."""
+        if _declared_sha256(self.request) is not None:
+            return  # its options are in the URL query; post() refuses option fields in the body
+        form = {name: fields.get(name) for name in fields if name != "options"}
+        _options, errors = _options_and_errors(form, fields.get("options"))
+        if errors:
+            rejected = intake.options_rejected(job_options.OptionsInvalid(errors))
+            raise Refusal(rejected.status, str(rejected), rejected.code, errors=rejected.errors)
+
     @extend_schema(
+        description=(
+            "Send the option fields before the file part: invalid ones are then refused (400 "
+            "`invalid_options`, every field's error at once) before the file's bytes are read."
+        ),
         request={"multipart/form-data": UploadSerializer},
         parameters=[REPR_DIGEST],
         responses={202: JobSerializer, **UPLOAD_ERRORS},
@@ -289,6 +323,119 @@ class JobListCreateApi(_UploadApi):
         if refusal:
             return refusal
         return _create_job_response(request, upload, created_status=status.HTTP_202_ACCEPTED, options=options)
+
+
+# The preflight's head and tail: enough for the container headers at either end of a file.
+CHECK_PART_BYTES = 1024 * 1024
+CHECK_REQUEST_BYTES = 2 * CHECK_PART_BYTES + MULTIPART_OVERHEAD
+CHECK_FIELDS = ("name", "size")
+
+
+class UploadCheckApi(APIView):
+    """POST /api/jobs/check/: what the upload of a file would be refused for, before it is sent."""
+
+    parser_classes = [MultiPartParser]
+
+    def initial(self, request, *args, **kwargs):
+        if request.method == "POST":
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or "")
+            except ValueError:
+                length = -1
+            if not 0 <= length <= CHECK_REQUEST_BYTES:
+                raise Refusal(
+                    413,
+                    "Send at most the file's first and last MiB (head and tail) with its name, size and options.",
+                    "too_large",
+                )
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Check an upload before sending it: options, size, quota, and the file's first and last MiB",
+        description=(
+            "Answers 200 `ok` when the upload would be accepted (with the duration and audio streams probed "
+            "from `head` and `tail`; `probed: false` when they do not tell, and the upload itself decides), "
+            "else the status and `code` the upload would get, with every error at once in `errors` (keyed by "
+            "form field; `file` for the file itself). Stores nothing."
+        ),
+        request={"multipart/form-data": UploadCheckSerializer},
+        responses={
+            200: inline_serializer(
+                "UploadCheck",
+                {
+                    "ok": serializers.BooleanField(),
+                    "probed": serializers.BooleanField(),
+                    "duration": serializers.FloatField(allow_null=True),
+                    "audio_streams": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            **error_responses(400, 401, 413, 422, 429),
+        },
+    )
+    def post(self, request):
+        size, head, tail, refusal = _check_parts(request)
+        if refusal:
+            return refusal
+        form = {
+            name: request.data.get(name)
+            for name in request.data
+            if name not in request.FILES and name not in CHECK_FIELDS and name != "options"
+        }
+        options, option_errors = _options_and_errors(form, request.data.get("options"))
+        checked = intake.upload_check(
+            owner=request.user, size=size, head=head, tail=tail, options=options, option_errors=option_errors
+        )
+        if not checked.refusals:
+            info = checked.info
+            return Response(
+                {
+                    "ok": True,
+                    "probed": checked.probed,
+                    "duration": info.duration if info else None,
+                    "audio_streams": info.audio_streams if info else [],
+                }
+            )
+        first = checked.refusals[0]
+        errors: dict[str, list[str]] = {}
+        for refused in checked.refusals:
+            for field, sentences in (refused.errors or {"file": [str(refused)]}).items():
+                errors.setdefault(field, []).extend(sentences)
+        detail = " ".join(str(refused) for refused in checked.refusals)
+        response = error(first.status, detail, code=first.code, errors=errors, ok=False)
+        if isinstance(first, intake.QuotaExceeded):
+            response["Retry-After"] = str(first.retry_after)
+        return response
+
+
+def _check_parts(request):
+    """(size, head bytes, tail bytes, None) of a preflight, or a 400 Response."""
+    try:
+        size = int(request.data.get("size", ""))
+    except ValueError:
+        size = -1
+    head, tail = request.FILES.get("head"), request.FILES.get("tail")
+    if size < 0 or head is None:
+        return (
+            None,
+            None,
+            None,
+            error(
+                400,
+                "Send the file's size in bytes (size) and its first bytes (head; with tail, its last bytes).",
+                code="malformed_request",
+            ),
+        )
+    if head.size > CHECK_PART_BYTES or (tail is not None and tail.size > CHECK_PART_BYTES):
+        return None, None, None, error(400, "Send at most 1 MiB each as head and tail.", code="malformed_request")
+    head_bytes, tail_bytes = head.read(), tail.read() if tail is not None else b""
+    if len(head_bytes) > size or len(tail_bytes) > size:
+        return (
+            None,
+            None,
+            None,
+            error(400, "The head and tail cannot be longer than the file.", code="malformed_request"),
+        )
+    return size, head_bytes, tail_bytes, None
 
 
 class PresetListApi(APIView):
@@ -332,25 +479,86 @@ class JobDetailApi(APIView):
         return Response(status=204)
 
 
+def _body_options(request, *, when_empty):
+    """Output options from the body of a retry or convert request: a JSON object or form fields of the
+    upload form's names, and/or an `options` JSON string, parsed as an upload's; `when_empty` when there
+    are none. A 400 Response when they are not valid."""
+    data = request.data
+    if not isinstance(data, dict):  # QueryDict is a dict; a JSON list or string is not
+        return None, error(
+            400,
+            'Send the output options as a JSON object, e.g. {"bitrate": 128, "normalize": false}.',
+            code="invalid_options",
+        )
+    if not data:
+        return when_empty, None
+    json_text = data.get("options")
+    if isinstance(json_text, dict):  # a JSON body may nest the object itself
+        json_text = json.dumps(json_text)
+    return _parsed_options({name: data.get(name) for name in data if name != "options"}, json_text)
+
+
+def _job_again_response(request, job_id, action, *, when_empty) -> Response:
+    job, missing = _job_or_404(request, job_id)
+    if missing:
+        return missing
+    options, refusal = _body_options(request, when_empty=when_empty)
+    if refusal:
+        return refusal
+    try:
+        job = action(job=job, options=options)
+    except intake.QuotaExceeded as exc:
+        return _quota_response(exc)
+    except intake.UploadRejected as exc:
+        return error(exc.status, str(exc), code=exc.code, errors=exc.errors)
+    except recovery.JobStateConflict as exc:
+        return error(409, str(exc), code="conflict")
+    except storage.StorageError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return Response(JobSerializer(job, context={"request": request}).data, status=202)
+
+
+JOB_AGAIN_ERRORS = {**JOB_ERRORS, **error_responses(409, 429, 503)}
+AGAIN_OPTIONS = {
+    "application/json": OutputOptionsSerializer,
+    "multipart/form-data": OutputOptionsSerializer,
+    "application/x-www-form-urlencoded": OutputOptionsSerializer,
+}
+
+
 class JobRetryApi(APIView):
     @extend_schema(
-        request=None,
+        summary="Retry a failed or cancelled job, with the same or other output options",
+        description=(
+            "Queues the job again from its stored audio (no new upload). With no body it keeps its options; "
+            "output option fields (the upload form's names, or an `options` JSON string) replace them, "
+            "checked as an upload's (400 `invalid_options`, `errors` per field). 409 for a job in another "
+            "state, or whose files are no longer stored."
+        ),
+        request=AGAIN_OPTIONS,
         parameters=[JOB_ID],
-        responses={202: JobSerializer, **JOB_ERRORS, **error_responses(409, 429, 503)},
+        responses={202: JobSerializer, **JOB_AGAIN_ERRORS},
     )
     def post(self, request, job_id):
-        job, missing = _job_or_404(request, job_id)
-        if missing:
-            return missing
-        try:
-            job = recovery.job_retry(job=job)
-        except intake.QuotaExceeded as exc:
-            return _quota_response(exc)
-        except recovery.JobStateConflict as exc:
-            return error(409, str(exc), code="conflict")
-        except storage.StorageError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return Response(JobSerializer(job, context={"request": request}).data, status=202)
+        return _job_again_response(request, job_id, recovery.job_retry, when_empty=None)
+
+
+class JobConvertApi(APIView):
+    @extend_schema(
+        summary="Convert a done, failed or cancelled job again with other output options, as a new job",
+        description=(
+            "Creates a new job of the same file from the job's stored audio (no new upload); the job itself "
+            "stays as it is. Output option fields as on upload (none: the defaults). Quota-checked like an "
+            "upload; when dedup finds your done job of the same file and options, the new job is done at "
+            "once (`reused_from`). 409 for a queued, converting or expired job, or one whose files are gone."
+        ),
+        request=AGAIN_OPTIONS,
+        parameters=[JOB_ID],
+        responses={202: JobSerializer, **JOB_AGAIN_ERRORS},
+    )
+    def post(self, request, job_id):
+        defaults = job_options.default_options(default_bitrate=settings.MP3_BITRATE_KBPS)
+        return _job_again_response(request, job_id, recovery.job_convert_again, when_empty=defaults)
 
 
 def _download(request, job):

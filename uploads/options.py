@@ -99,13 +99,45 @@ OPTION_NAMES: tuple[str, ...] = tuple(field.name for field in fields(JobOptions)
 FORM_FIELDS: tuple[str, ...] = ("preset", "options", *OPTION_NAMES)
 
 
+# The upload form's labels (uploads/templates/uploads/jobs.html): sentences name fields as the page does;
+# API clients get the field names as the keys of `errors`.
+FIELD_LABELS = {
+    "preset": "Preset",
+    "options": "Options",
+    "bitrate": "Constant bitrate",
+    "vbr_quality": "VBR quality",
+    "sample_rate": "Sample rate",
+    "channels": "Channels",
+    "start": "Start at",
+    "end": "End at",
+    "audio_track": "Audio track number",
+    "audio_language": "Track language",
+    "normalize": "Loudness",
+    "loudness_target": "Target loudness (LUFS)",
+    "true_peak": "True peak limit (dBTP)",
+    "title": "Title",
+    "artist": "Artist",
+    "album": "Album",
+    "date": "Date",
+    "cover": "No cover picture",
+    "cover_time": "Cover frame at (s)",
+    "chapters": "No chapters",
+    "stream_copy": "Always re-encode",
+}
+
+
+def field_label(field: str) -> str:
+    return FIELD_LABELS.get(field, field)
+
+
 class OptionsInvalid(Exception):
-    """errors: {field: [sentence, ...]}; str() is the first sentence, prefixed by its field."""
+    """errors: {field: [sentence, ...]}; str() is every sentence, each after its field's form label."""
 
     def __init__(self, errors: dict[str, list[str]]):
         self.errors = errors
-        field, messages = next(iter(errors.items()))
-        super().__init__(f"{field}: {messages[0]}")
+        super().__init__(
+            " ".join(f"{field_label(field)}: {message}" for field, messages in errors.items() for message in messages)
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -306,6 +338,24 @@ def parse_options(raw: dict, *, default_bitrate: int) -> JobOptions:
     return options
 
 
+def parse_what_is_valid(raw: dict, *, default_bitrate: int) -> tuple[JobOptions, dict[str, list[str]]]:
+    """The options parsed without the fields that have errors, and those errors: so what can be checked
+    against a file is checked even while other fields are wrong, and every error is said at once."""
+    errors: dict[str, list[str]] = {}
+    values = dict(raw)
+    for _ in range(len(values) + 1):  # each round drops at least one field, until none is wrong
+        try:
+            return parse_options(values, default_bitrate=default_bitrate), errors
+        except OptionsInvalid as exc:
+            for field, messages in exc.errors.items():
+                errors.setdefault(field, messages)
+            # An unknown field's error is keyed by its name cut to 40 characters.
+            values = {
+                name: value for name, value in values.items() if name not in exc.errors and name[:40] not in exc.errors
+            }
+    return default_options(default_bitrate=default_bitrate), errors
+
+
 def default_options(*, default_bitrate: int) -> JobOptions:
     return parse_options({}, default_bitrate=default_bitrate)
 
@@ -328,8 +378,9 @@ def check_against_media(options: JobOptions, *, duration: float | None, audio_st
     if audio_streams:
         if options.audio_track is not None and options.audio_track >= len(audio_streams):
             count = len(audio_streams)
+            choose = "choose 0 or leave it empty" if count == 1 else f"choose 0 to {count - 1}"
             errors["audio_track"] = [
-                f"This file has {count} audio track{'s' if count != 1 else ''}; choose 0 to {count - 1}."
+                f"This file has {'one audio track, number 0' if count == 1 else f'{count} audio tracks'}; {choose}."
             ]
         if options.audio_language is not None and audio_stream_position(options, audio_streams) is None:
             tagged = sorted({s["language"] for s in audio_streams if s.get("language")})

@@ -96,10 +96,14 @@ def job_conversion_source(*, job: Job) -> tuple[str, str] | None:
     return None
 
 
+# Finished jobs whose files retention deletes: a cancelled one keeps its audio source to be converted again.
+RETAINED_STATUSES = (Job.Status.DONE, Job.Status.FAILED, Job.Status.CANCELLED)
+
+
 def job_expires_at(*, job: Job) -> datetime | None:
     """When retention deletes this job's files; None when they are kept (unfinished job, or RETENTION_DAYS=0)."""
     days = settings.RETENTION_DAYS
-    if days <= 0 or job.finished_at is None or job.status not in (Job.Status.DONE, Job.Status.FAILED):
+    if days <= 0 or job.finished_at is None or job.status not in RETAINED_STATUSES:
         return None
     return job.finished_at + timedelta(days=days)
 
@@ -109,7 +113,7 @@ def user_next_expiry(*, user) -> datetime | None:
     if settings.RETENTION_DAYS <= 0:
         return None
     oldest = (
-        Job.objects.filter(owner=user, status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__isnull=False)
+        Job.objects.filter(owner=user, status__in=RETAINED_STATUSES, finished_at__isnull=False)
         .order_by("finished_at")
         .values_list("finished_at", flat=True)
         .first()

@@ -75,12 +75,43 @@ class JobSerializer(serializers.ModelSerializer):
         }
 
 
-class UploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="The video (or audio) file.")
+class OutputOptionsSerializer(serializers.Serializer):
+    """The output option fields, as the upload form names them (the schema's description; parsing is
+    uploads.options.parse_options). Each is optional; a preset is applied first, the fields override it."""
+
     preset = serializers.CharField(required=False, help_text="A named preset (GET /api/presets/).")
     options = serializers.CharField(
         required=False, help_text='All options as one JSON object, e.g. {"bitrate": 128, "channels": "mono"}.'
     )
+    bitrate = serializers.IntegerField(required=False, help_text="Constant bitrate in kb/s, e.g. 128.")
+    vbr_quality = serializers.IntegerField(required=False, help_text="VBR quality, 0 (best) to 9 (smallest).")
+    sample_rate = serializers.CharField(required=False, help_text="source, 22050, 32000, 44100 or 48000.")
+    channels = serializers.CharField(required=False, help_text="source, mono or stereo.")
+    start = serializers.CharField(required=False, help_text="Start at: seconds or HH:MM:SS.mmm.")
+    end = serializers.CharField(required=False, help_text="End at: seconds or HH:MM:SS.mmm.")
+    audio_track = serializers.IntegerField(required=False, help_text="Audio track number, 0 for the first.")
+    audio_language = serializers.CharField(required=False, help_text="Track language, ISO 639 as tagged: eng.")
+    normalize = serializers.BooleanField(required=False, help_text="Normalize loudness.")
+    loudness_target = serializers.FloatField(required=False, help_text="Target loudness in LUFS, e.g. -16.")
+    title = serializers.CharField(required=False)
+    artist = serializers.CharField(required=False)
+    album = serializers.CharField(required=False)
+    date = serializers.CharField(required=False)
+    cover = serializers.BooleanField(required=False, help_text="Embed a cover frame (videos).")
+    cover_time = serializers.CharField(required=False, help_text="Cover frame at: seconds or HH:MM:SS.mmm.")
+    chapters = serializers.BooleanField(required=False, help_text="Keep the source's chapters.")
+    stream_copy = serializers.BooleanField(required=False, help_text="Copy MP3 audio as it is when possible.")
+
+
+class UploadSerializer(OutputOptionsSerializer):
+    file = serializers.FileField(help_text="The video (or audio) file; send the option fields before it.")
+
+
+class UploadCheckSerializer(OutputOptionsSerializer):
+    name = serializers.CharField(required=False, help_text="The file's name.")
+    size = serializers.IntegerField(help_text="The file's size in bytes.")
+    head = serializers.FileField(help_text="The file's first bytes, at most 1 MiB.")
+    tail = serializers.FileField(required=False, help_text="The file's last bytes, at most 1 MiB.")
 
 
 class PresetSerializer(serializers.Serializer):

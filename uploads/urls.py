@@ -4,7 +4,9 @@ from uploads import apis
 
 urlpatterns = [
     path("", apis.JobListCreateApi.as_view(), name="job-list"),
+    path("check/", apis.UploadCheckApi.as_view(), name="job-upload-check"),  # before <job_id>/, which would take it
     path("<str:job_id>/", apis.JobDetailApi.as_view(), name="job-detail"),
     path("<str:job_id>/retry/", apis.JobRetryApi.as_view(), name="job-retry"),
+    path("<str:job_id>/convert/", apis.JobConvertApi.as_view(), name="job-convert"),
     path("<str:job_id>/mp3", apis.JobMp3Api.as_view(), name="job-mp3"),
 ]

@@ -174,8 +174,12 @@ def test_delete_of_a_done_job_and_of_a_converting_one(workers, alice, media_file
     time.sleep(3)  # the converter notices within a second, stops ffmpeg and stores nothing
     job = Job.objects.get(id=converting_id)
     assert job.status == "cancelled" and job.mp3_file_id == ""
-    assert stored_file_count(storage.MP3S) == 0 and stored_file_count(storage.SOURCES) == 0
+    # It keeps its audio source and cover (to be retried without a new upload) until deleted again.
+    assert stored_file_count(storage.MP3S) == 0
+    kept = [job.source_file_id, job.cover_file_id]
+    assert all(storage.file_exists(storage.SOURCES, file_id) for file_id in kept)
     assert alice.delete(f"/api/jobs/{converting_id}/").status_code == 204
+    assert not any(storage.file_exists(storage.SOURCES, file_id) for file_id in kept)  # released at the commit
     # The converter is still alive and takes the next job.
     next_id = upload(alice, media.make_media(media_files, "wav_pcm")).json()["id"]
     assert wait_for_job(next_id, lambda j: j.status == "done").status == "done"

@@ -24,7 +24,10 @@ JOB_FILE_FIELDS = (
 
 def job_delete(*, job: Job) -> Job | None:
     """Remove a job and its files. A job being converted is cancelled instead: its converter
-    notices, stops ffmpeg and stores nothing; the cancelled row stays until deleted again."""
+    notices, stops ffmpeg and stores nothing; the cancelled row stays until deleted again.
+
+    A cancelled job keeps its audio source and cover, so it can be retried or converted again with
+    other options without a new upload; deleting it again removes them."""
     with transaction.atomic():
         # Locked, so a new upload that would share its MP3 (dedup) waits and then finds it gone.
         job = Job.objects.select_for_update().filter(id=job.id).first() or job
@@ -34,12 +37,8 @@ def job_delete(*, job: Job) -> Job | None:
             error="Cancelled by its owner while converting.",
             lease_owner="",
             lease_expires_at=None,
-            # Its files are deleted next: they no longer count toward the owner's storage quota
-            # (should the delete fail, cleanup_storage removes the unreferenced files later).
-            **{field: "" for _bucket, field in JOB_FILE_FIELDS if field != "mp3_file_id"},
         )
         if cancelled:
-            transaction.on_commit(partial(job_files_release, job))  # `job` still names the files
             return Job.objects.get(id=job.id)
         Job.objects.filter(id=job.id).delete()  # its files go after the commit (job_row_deleted)
     return None

@@ -34,10 +34,10 @@ def jobs_expire(*, now=None) -> dict[str, int]:
         f"This job's files were deleted on {now:%Y-%m-%d}: this server keeps finished files for {days} "
         f"day{'s' if days != 1 else ''}. Upload the file again to convert it again."
     )
-    finished = Job.objects.filter(status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__lt=cutoff)
+    finished = Job.objects.filter(status__in=selectors.RETAINED_STATUSES, finished_at__lt=cutoff)
     for job_id in finished.values_list("id", flat=True):
         counts["expired"] += Job.objects.filter(
-            id=job_id, status__in=[Job.Status.DONE, Job.Status.FAILED], finished_at__lt=cutoff
+            id=job_id, status__in=selectors.RETAINED_STATUSES, finished_at__lt=cutoff
         ).update(status=Job.Status.EXPIRED, error=sentence, progress=0)
     no_files = {field: "" for _bucket, field in JOB_FILE_FIELDS}
     for job in Job.objects.filter(status=Job.Status.EXPIRED).exclude(**no_files):

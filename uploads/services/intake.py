@@ -8,6 +8,7 @@ import tempfile
 import unicodedata
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -305,6 +306,109 @@ def job_create_from_digest(*, owner, content_sha256: str, options: job_options.J
         transaction.on_commit(partial(mp3_message_publish, job.id))  # ready at once: say so
     logger.info("job %s reuses the MP3 of job %s, declared by its digest (body not read)", job.id, earlier.id)
     return job
+
+
+def options_for_stored_job(*, job: Job, options: job_options.JobOptions) -> job_options.JobOptions:
+    """`options` (validated on their own) for converting a job's stored audio again, checked against what
+    its upload probed, every error at once (UploadRejected 400 invalid_options).
+
+    The cover frame was taken once, at upload (the video is not kept): another frame time cannot be
+    honoured, and no time keeps the frame that was taken, chosen or not."""
+    errors: dict[str, list[str]] = {}
+    try:
+        job_options.check_against_media(options, duration=job.duration, audio_streams=job.audio_streams)
+    except job_options.OptionsInvalid as exc:
+        errors.update(exc.errors)
+    earlier = job_options.JobOptions.from_stored(job.options)
+    if job.cover_file_id and options.cover and options.cover_time is not None:
+        if options.cover_time != earlier.cover_time:
+            taken = job_options.cover_grab_time(earlier, duration=job.duration)
+            errors.setdefault("cover_time", []).append(
+                f"The cover frame was taken at {taken:g} seconds when the file was uploaded, and only that frame "
+                "is kept; leave the cover time empty, or upload the file again to choose another frame."
+            )
+    if errors:
+        raise options_rejected(job_options.OptionsInvalid(errors))
+    if options.cover and options.cover_time is None and earlier.cover_time is not None:
+        options = replace(options, cover_time=earlier.cover_time)  # the frame the job has
+    return options
+
+
+@dataclass
+class UploadCheck:
+    """What the upload of a file would meet, found without the file (upload_check)."""
+
+    refusals: list[UploadRejected]  # in the order the upload would meet them; empty: it would be accepted
+    info: probe.MediaInfo | None  # from the sparse copy, when it could be probed
+    probed: bool  # False: no refusal is about the file's content, which the upload itself will check
+
+
+def upload_check(
+    *, owner, size: int, head: bytes, tail: bytes, options: job_options.JobOptions, option_errors: dict
+) -> UploadCheck:
+    """Every refusal the upload of a file of `size` bytes that begins with `head` and ends with `tail`
+    would get, at once and before it is sent: over the size limit, a quota, option errors (`options`:
+    the fields that parsed, `option_errors`: the others), an empty file, no audio, options that do not
+    fit the file. Stores nothing.
+
+    The file is probed from a sparse copy: head and tail at their places, zeros between, which costs
+    no disk. Container headers are at the start (MKV, WebM, AVI, MPEG-TS, MP4 with faststart) or at the
+    end (MP4's moov by default), so the probe usually reads what the whole file would show. A layout it
+    cannot read gives probed=False: the upload itself decides then."""
+    refusals: list[UploadRejected] = []
+    if size > settings.MAX_UPLOAD_SIZE:
+        refusals.append(UploadRejected(413, too_large_sentence(), "too_large"))
+    try:
+        quota_check(owner=owner, incoming=1)
+    except QuotaExceeded as exc:
+        refusals.append(exc)
+    info, file_refusal = None, None
+    if size == 0:
+        file_refusal = UploadRejected(422, "The file is empty; choose a video or audio file.", "empty_file")
+    elif size <= settings.MAX_UPLOAD_SIZE:
+        info, file_refusal = _sparse_probe(size=size, head=head, tail=tail)
+    errors = dict(option_errors)
+    if info is not None:
+        try:
+            job_options.check_against_media(options, duration=info.duration, audio_streams=info.audio_streams)
+        except job_options.OptionsInvalid as exc:
+            errors.update(exc.errors)
+    if errors:
+        refusals.append(options_rejected(job_options.OptionsInvalid(errors)))
+    if file_refusal is not None:
+        refusals.append(file_refusal)
+    return UploadCheck(refusals=refusals, info=info, probed=info is not None or file_refusal is not None)
+
+
+_TS_PACKET = 188
+
+
+def _sparse_probe(*, size: int, head: bytes, tail: bytes) -> tuple[probe.MediaInfo | None, UploadRejected | None]:
+    """Probe the sparse copy: (its MediaInfo, None), (None, the no-audio refusal), or (None, None) when
+    the head and tail do not tell."""
+    whole = len(head) >= size
+    with tempfile.NamedTemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR, suffix=".check") as sparse:
+        sparse.write(head[:size])
+        if not whole and tail:
+            sparse.seek(size - len(tail))
+            sparse.write(tail)
+        sparse.truncate(size)
+        sparse.flush()
+        try:
+            info = probe.probe(sparse.name)
+        except ffmpeg.MediaError as exc:
+            # A stream list read from headers is complete, so "no audio" is the upload's answer too; an
+            # MPEG-TS lists its streams as their packets come, which may be past the head.
+            is_ts = len(head) > _TS_PACKET and head[0] == head[_TS_PACKET] == 0x47
+            if whole or (exc.code == "no_audio" and not is_ts):
+                return None, UploadRejected(422, str(exc), exc.code)
+            return None, None  # zeros where the probe needed the file's bytes: the upload will tell
+    if not whole and "mpegts" in info.container.split(","):
+        # A TS has no duration header: it is estimated from timestamps and the size, unreliable with zeros.
+        info = probe.MediaInfo(
+            info.container, None, info.audio_codecs, info.video_codecs, info.audio_streams, info.tags
+        )
+    return info, None
 
 
 def _store_for_conversion_or_refuse(*args, **kwargs) -> dict:

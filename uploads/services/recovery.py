@@ -1,5 +1,5 @@
 """Recovery: the sweeper that re-queues what a crash, a broker outage or a lost message left behind,
-and the retry of a failed job by its owner."""
+the retry of a failed or cancelled job by its owner, and converting a job's stored audio again."""
 
 import logging
 from datetime import timedelta
@@ -12,9 +12,10 @@ from django.utils import timezone
 from accounts.services import user_lock
 from core import broker, storage
 from core.database_now import DatabaseNow, database_now_plus
+from uploads import options as job_options
 from uploads import selectors
 from uploads.models import Job
-from uploads.services.intake import queued_quota_check
+from uploads.services import intake
 from uploads.services.leases import job_source_video_discard
 from uploads.services.notification_claims import notification_due
 from uploads.services.publishing import (
@@ -104,17 +105,25 @@ def jobs_sweep() -> dict[str, int]:
     return counts
 
 
-def job_retry(*, job: Job) -> Job:
-    """failed -> queued, and queue it again."""
-    if job.status != Job.Status.FAILED:
-        raise JobStateConflict(f"Only a failed job can be retried; this one is {job.status}.")
-    source = selectors.job_conversion_source(job=job)
-    if source is None or not storage.file_exists(*source):
-        raise JobStateConflict("The uploaded file is no longer stored, so this job cannot be retried; upload it again.")
+# What a job may be converted from again: its stored audio source is kept until it is deleted or expires.
+RETRYABLE = (Job.Status.FAILED, Job.Status.CANCELLED)
+CONVERTIBLE_AGAIN = (Job.Status.DONE, *RETRYABLE)
+
+
+def job_retry(*, job: Job, options: job_options.JobOptions | None = None) -> Job:
+    """failed or cancelled -> queued, and queue it again: with the same options, or with `options`
+    (validated on their own; checked here against what the upload probed, raising UploadRejected)."""
+    if job.status not in RETRYABLE:
+        raise JobStateConflict(_state_sentence(job, "retried", RETRYABLE))
+    changed = {}
+    if options is not None:
+        options = intake.options_for_stored_job(job=job, options=options)
+        changed = {"options": options.canonical(), "options_key": options.key(), "input_loudness": None}
+    _source_stored_check(job)
     with transaction.atomic():
         user_lock(user=job.owner)
-        queued_quota_check(owner=job.owner)
-        updated = Job.objects.filter(id=job.id, status=Job.Status.FAILED).update(
+        intake.queued_quota_check(owner=job.owner)
+        updated = Job.objects.filter(id=job.id, status=job.status).update(
             status=Job.Status.QUEUED,
             error="",
             progress=0,
@@ -125,9 +134,75 @@ def job_retry(*, job: Job) -> Job:
             transient_failures=0,
             retry_at=None,
             updated_at=DatabaseNow(),
+            **changed,
         )
         if not updated:
             raise JobStateConflict("This job changed state meanwhile; reload it and try again.")
         job_queue_on_commit(job.id)
         job.refresh_from_db()  # inside the transaction: the state this request made, not a converter's next one
     return job
+
+
+def job_convert_again(*, job: Job, options: job_options.JobOptions) -> Job:
+    """A NEW job of the same owner converting a done, failed or cancelled job's stored audio source with
+    `options`, which needs no new upload: queued, or done at once when dedup finds the owner's done job
+    of the same content and options (`reused_from`). The two jobs share the source and cover, each file
+    deleted with the last job that names it."""
+    if job.status not in CONVERTIBLE_AGAIN:
+        raise JobStateConflict(_state_sentence(job, "converted again", CONVERTIBLE_AGAIN))
+    options = intake.options_for_stored_job(job=job, options=options)
+    if not job.source_file_id:  # a job from before the audio source: its video goes once it is converted
+        raise JobStateConflict(SOURCE_GONE)
+    _source_stored_check(job)
+    if job.content_sha256:  # jobs from before dedup have none, and must not match each other
+        reused = intake.job_create_from_digest(owner=job.owner, content_sha256=job.content_sha256, options=options)
+        if reused is not None:
+            return reused
+    shared = (
+        "original_filename",
+        "size",
+        "content_sha256",
+        "container",
+        "audio_codec",
+        "video_codec",
+        "duration",
+        "audio_streams",
+        "source_tags",
+        "source_file_id",
+        "source_size",
+        "cover_file_id",
+        "cover_size",
+    )
+    with transaction.atomic():
+        user_lock(user=job.owner)
+        # Locked, so that deleting or expiring it waits until the new job names the files it shares:
+        # the files then stay with the new job (deletion.job_files_delete spares what a live job names).
+        current = Job.objects.select_for_update().filter(id=job.id).first()
+        if current is None or current.status not in CONVERTIBLE_AGAIN or current.source_file_id != job.source_file_id:
+            raise JobStateConflict("This job changed meanwhile; reload it and try again.")
+        intake.quota_check(owner=job.owner, incoming=1)  # the new MP3 is not stored yet; at a limit, refused
+        new_job = Job.objects.create(
+            owner=job.owner,
+            options=options.canonical(),
+            options_key=options.key(),
+            **{field: getattr(current, field) for field in shared},
+        )
+        job_queue_on_commit(new_job.id)
+    logger.info("job %s converts the audio source of job %s again with other options", new_job.id, job.id)
+    return new_job
+
+
+SOURCE_GONE = "The uploaded file is no longer stored, so this job cannot be converted again; upload it again."
+
+
+def _source_stored_check(job: Job) -> None:
+    source = selectors.job_conversion_source(job=job)
+    if source is None or not storage.file_exists(*source):
+        raise JobStateConflict(SOURCE_GONE)
+
+
+def _state_sentence(job: Job, done: str, allowed: tuple[str, ...]) -> str:
+    if job.status == Job.Status.EXPIRED:
+        return "This job's files were deleted when it expired, so it cannot be " + done + "; upload the file again."
+    names = " or ".join(", ".join(allowed).rsplit(", ", 1))
+    return f"Only a {names} job can be {done}; this one is {job.status}. Wait until it finishes."
