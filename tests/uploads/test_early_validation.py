@@ -186,7 +186,7 @@ def test_preflight_merges_size_quota_and_option_errors(alice, media_files, setti
     assert response.status_code == 413, response.content
     body = response.json()
     assert body["code"] == "too_large" and set(body["errors"]) == {"file", *BAD_FIELDS}
-    assert len(body["errors"]["file"]) == 2 and "limit of 2 MiB" in body["errors"]["file"][0]
+    assert len(body["errors"]["file"]) == 2 and "limit of 2.0 MB" in body["errors"]["file"][0]
     assert "jobs waiting or converting" in body["errors"]["file"][1]
 
 
