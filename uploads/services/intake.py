@@ -312,6 +312,15 @@ def _store_for_conversion_or_refuse(*args, **kwargs) -> dict:
     try:
         return _store_for_conversion(*args, **kwargs)
     except ffmpeg.MediaError as exc:
+        # The uploader reads the sentence; ffmpeg's own words are for whoever runs the server.
+        logger.warning(
+            "upload %s (%s) refused (%s): %s ffmpeg said: %s",
+            kwargs["metadata"]["job_id"],
+            kwargs["filename"],
+            exc.code,
+            exc,
+            exc.ffmpeg_said,
+        )
         raise UploadRejected(422, str(exc), exc.code) from None
 
 
