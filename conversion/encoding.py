@@ -6,10 +6,10 @@ from uploads.options import (
     CHANNELS,
     LAME_SAMPLE_RATES,
     LOUDNESS_RANGE_TARGET,
-    TAG_FIELDS,
     JobOptions,
     audio_stream_position,
 )
+from uploads.tags import id3_tags
 
 
 def copies_stream(options: JobOptions, *, audio_codec: str | None) -> bool:
@@ -114,13 +114,8 @@ def encoding_for(
         if options.channels != "source":
             output_args += ["-ac", str(CHANNELS[options.channels])]
 
-    # Tags: the source's own (as probed), then the job's overrides; the file name when there is no title.
     output_args += ["-id3v2_version", "4"]
-    tags = {tag: (source_tags or {}).get(tag) for tag in TAG_FIELDS}
-    tags.update({tag: getattr(options, tag) for tag in TAG_FIELDS if getattr(options, tag)})
-    tags["title"] = tags["title"] or filename_title
-    tags = {tag: value for tag, value in tags.items() if value}
-    for tag, value in tags.items():
+    for tag, value in id3_tags(options, source_tags=source_tags, filename_title=filename_title).items():
         output_args += ["-metadata", f"{tag}={value}"]
     output_args += ["-map_chapters", "0" if options.chapters else "-1"]
 

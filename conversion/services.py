@@ -223,7 +223,8 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
         raise ConversionHandedBack(str(job.id)) from None
     except ffmpeg.MediaError as exc:
         leases.job_mark_failed(job_id=job.id, lease_owner=owner, sentence=str(exc))
-        logger.info("job %s failed: %s", job.id, exc)
+        # The owner reads the sentence; ffmpeg's own words are for whoever runs the server.
+        logger.warning("job %s failed (%s): %s ffmpeg said: %s", job.id, exc.code, exc, exc.ffmpeg_said)
         return "failed"
     except storage.StoredFileNotFound:
         leases.job_mark_failed(

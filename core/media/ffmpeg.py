@@ -16,8 +16,9 @@ nested demuxer; that is how playlists were smuggled into AVIs to read local file
 ffmpeg only accepts subtitle formats there, and the whitelists apply to the nested demuxer too,
 but an AVI carrying a playlist is refused outright so no ffmpeg version ever gets the chance.
 
-User-facing failures are ``MediaError`` with a sentence the user can act on; an
-operational failure (ffmpeg missing, unreadable path) is left as the ordinary OSError.
+User-facing failures are ``MediaError`` with a sentence the user can act on, in their words: what
+ffmpeg printed goes with it (``ffmpeg_lines``) for the logs, never into the sentence. An operational
+failure (ffmpeg missing, unreadable path) is left as the ordinary OSError.
 """
 
 import functools
@@ -65,7 +66,7 @@ ALLOWED_ALIASES = frozenset(_FORMAT_WHITELIST.split(","))
 
 CANCEL_CHECK_INTERVAL = 0.5  # seconds between should_cancel() calls
 TERMINATE_GRACE = 5.0  # seconds ffmpeg gets to exit after SIGTERM before SIGKILL
-_STDERR_TAIL = 20  # stderr lines kept for the error message
+_STDERR_TAIL = 20  # stderr lines kept for the logs and for telling one failure from another
 _LINE_LIMIT = 4096  # pipes are read in pieces of at most this many bytes, so the kept stderr tail stays small
 
 
@@ -75,7 +76,12 @@ class MediaError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code  # "not_media", "no_audio", "container_not_allowed", "decode_failed", "extract_failed", ...
-        self.ffmpeg_lines: list[str] = []  # ffmpeg's last stderr lines, never shown to users
+        self.ffmpeg_lines: list[str] = []  # ffmpeg's last stderr lines: for operators' logs, never shown to users
+
+    @property
+    def ffmpeg_said(self) -> str:
+        """ffmpeg's last lines on one line, for a log entry."""
+        return " | ".join(line.strip() for line in self.ffmpeg_lines if line.strip()) or "nothing"
 
     def __reduce__(self):  # keep code and message when pickled (e.g. across processes)
         return (type(self), (self.code, str(self)))
@@ -235,16 +241,14 @@ def convert_to_mp3(
             "-metadata:s:v", "title=Cover", "-metadata:s:v", "comment=Cover (front)",
         )
         # fmt: on
-    source_url = file_url(source)
-    destination_url = file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *input_options(), *input_args, "-i", source_url,
+        *input_options(), *input_args, "-i", file_url(source),
         *cover_args,
         *output_args,
         "-progress", "pipe:1", "-nostats",
-        "-f", "mp3", destination_url,
+        "-f", "mp3", file_url(destination),
     ]
     # fmt: on
     _, written = _run_ffmpeg(
@@ -254,8 +258,6 @@ def convert_to_mp3(
         should_cancel=should_cancel,
         limits=limits,
         output=destination,
-        source_url=source_url,
-        destination_url=destination_url,
     )
     if on_progress is not None:
         on_progress(100)
@@ -271,11 +273,10 @@ def measure_loudness(
     limits: ChildLimits | None = None,
 ) -> dict[str, str]:
     """loudnorm's measuring pass: its JSON report (input_i, input_tp, input_lra, input_thresh, target_offset)."""
-    source_url = file_url(source)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "info", "-nostats",
-        *input_options(), *input_args, "-i", source_url,
+        *input_options(), *input_args, "-i", file_url(source),
         *output_args, "-f", "null", "-",
     ]
     # fmt: on
@@ -284,8 +285,6 @@ def measure_loudness(
         should_cancel=should_cancel,
         limits=limits,
         output=None,
-        source_url=source_url,
-        destination_url="-",
         tail_lines=_LOUDNORM_TAIL,
     )
     text = "\n".join(stderr)
@@ -296,7 +295,9 @@ def measure_loudness(
         for value in measured.values():
             float(value)  # "-inf" for silence is a float too; the check below refuses it
     except (ValueError, KeyError, TypeError):
-        raise MediaError("decode_failed", LOUDNESS_FAILED) from None
+        failure = MediaError("decode_failed", LOUDNESS_FAILED)
+        failure.ffmpeg_lines = stderr[-5:]
+        raise failure from None
     if not math.isfinite(float(measured["input_i"])):
         raise MediaError("silent", SILENT_AUDIO)
     return measured
@@ -348,7 +349,6 @@ _UNINDEXED_ALIASES = frozenset({"mpegts", "mpeg", "mpegvideo"})
 def _grab_frame(
     source, destination, *, input_seek: float, output_seek: float, limits: ChildLimits | None, key_only: bool = False
 ) -> bool:
-    source_url, destination_url = file_url(source), file_url(destination)
     # One decoding thread: a single frame gains little from more, and each thread holds frames in memory.
     decoding = ["-threads", "1", *(["-skip_frame", "nokey"] if key_only else [])]
     # No input seek at all from the start: a seek to 0 in an FLV gave no frame at all (ffmpeg 5.1).
@@ -357,13 +357,13 @@ def _grab_frame(
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *input_options(), *decoding, *seek, "-i", source_url, *output,
+        *input_options(), *decoding, *seek, "-i", file_url(source), *output,
         # 0:V is video that is not an attached picture.
-        "-map", "0:V:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg", destination_url,
+        "-map", "0:V:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "mjpeg", file_url(destination),
     ]
     # fmt: on
     try:
-        _run_ffmpeg(command, limits=limits, output=destination, source_url=source_url, destination_url=destination_url)
+        _run_ffmpeg(command, limits=limits, output=destination)
     except MediaError:
         return False
     return os.path.exists(destination) and os.path.getsize(destination) > 0
@@ -399,23 +399,24 @@ def extract_audio(
     False when that container cannot carry the audio as it is (the caller keeps the upload itself);
     MediaError with a sentence when the file cannot be read within its limits.
     """
-    source_url, destination_url = file_url(source), file_url(destination)
     # fmt: off
     command = [
         ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        *input_options(), "-i", source_url,
+        *input_options(), "-i", file_url(source),
         "-map", "0:a", "-c", "copy", "-map_metadata", "0", "-map_chapters", "0",
-        "-f", audio_source_format(container), destination_url,
+        "-f", audio_source_format(container), file_url(destination),
     ]
     # fmt: on
     try:
-        _run_ffmpeg(command, limits=limits, output=destination, source_url=source_url, destination_url=destination_url)
+        _run_ffmpeg(command, limits=limits, output=destination)
     except MediaError as exc:
         if exc.code == "decode_failed" and any(_MUXER_REFUSED_RE.search(line) for line in exc.ffmpeg_lines):
             return False
         if exc.code == "too_slow":
             raise
-        raise MediaError("extract_failed", EXTRACT_FAILED) from None
+        failure = MediaError("extract_failed", EXTRACT_FAILED)
+        failure.ffmpeg_lines = exc.ffmpeg_lines
+        raise failure from None
     return True
 
 
@@ -427,8 +428,6 @@ def _run_ffmpeg(
     should_cancel: Callable[[], bool] | None = None,
     limits: ChildLimits | None,
     output: str | os.PathLike | None,
-    source_url: str,
-    destination_url: str,
     tail_lines: int = _STDERR_TAIL,
 ) -> tuple[list[str], float | None]:
     """Run one ffmpeg command to the end; returns its last stderr lines and the seconds it wrote (from
@@ -464,11 +463,7 @@ def _run_ffmpeg(
             if line is None:
                 break
             if time.monotonic() > deadline:
-                raise MediaError(
-                    "too_slow",
-                    f"Converting this file took longer than its limit of {limits.wall_seconds:.0f} seconds; "
-                    "it may be damaged. Try re-exporting the video.",
-                )
+                raise MediaError("too_slow", too_slow_sentence(limits.wall_seconds))
             if should_cancel is not None and time.monotonic() - last_check >= CANCEL_CHECK_INTERVAL:
                 last_check = time.monotonic()
                 if should_cancel():
@@ -486,8 +481,8 @@ def _run_ffmpeg(
         for reader in readers:
             reader.join()
         if returncode != 0:
-            failure = MediaError("decode_failed", _decode_failed_message(stderr_tail, source_url, destination_url))
-            failure.ffmpeg_lines = list(stderr_tail)  # for callers that tell one failure from another
+            failure = MediaError("decode_failed", DECODE_FAILED)
+            failure.ffmpeg_lines = list(stderr_tail)
             raise failure
         finished = True
     finally:
@@ -545,22 +540,18 @@ def _remove(path: str | os.PathLike) -> None:
         pass
 
 
-# Lines that say "it failed" without saying why.
-_NOISE_RE = re.compile(
-    r"Conversion failed|Last message repeated|Task finished with error code|Terminating thread with return code"
-    r"|Error opening output file|Error closing file|nothing was encoded|^\s*$"
+# ffmpeg exits with an error when it could decode too little of the audio (more than -max_error_rate,
+# two thirds, of the packets failed) or could not read on past a damaged stretch; what it printed
+# ("Error while decoding stream #0:0: Invalid data found ...") names streams and codecs the user never
+# chose, so it goes to the logs and the user gets what to do.
+DECODE_FAILED = (
+    "The audio in this file could not be decoded: the file may be damaged or cut short. "
+    "Re-export it, or upload the original file, and try again."
 )
-_LOG_PREFIX_RE = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\]\s*)+")
 
 
-def _decode_failed_message(stderr_tail: deque[str], source_url: str, destination_url: str) -> str:
-    detail = ""
-    for line in reversed(stderr_tail):
-        if not _NOISE_RE.search(line):
-            # Server paths mean nothing to the user and should not be shown to them.
-            detail = _LOG_PREFIX_RE.sub("", line).replace(source_url, "input").replace(destination_url, "output")
-            detail = detail.strip().rstrip(".")[:200]
-            break
-    if not detail:
-        return "The audio in this file could not be decoded. Try re-exporting the video."
-    return f"The audio in this file could not be decoded (ffmpeg: {detail}). Try re-exporting the video."
+def too_slow_sentence(seconds: float) -> str:
+    return (
+        f"This file took longer to convert than this server allows ({seconds:.0f} seconds for its length); "
+        "it may be damaged. Re-export it, or upload the original file, and try again."
+    )

@@ -33,6 +33,8 @@ NOT_MEDIA = (
     "This file is not a video or audio file we can read; it may be damaged. Please upload a video or audio file."
 )
 NO_AUDIO = "This video has no audio track, so there is nothing to convert to MP3."
+# Neither audio nor video (only subtitles or data): calling it a video would puzzle its owner.
+NO_STREAMS = "This file has no audio track, so there is nothing to convert to MP3."
 PLAYLIST_NOT_ALLOWED = (
     "Playlists and scripts that point to other files (such as .m3u8 or ffconcat) can't be converted. "
     "Please upload the video file itself."
@@ -41,7 +43,9 @@ EMBEDDED_PLAYLIST = (
     "This file carries an embedded playlist that points to other files, so it can't be converted. "
     "Please upload an ordinary video file."
 )
-TOO_SLOW_TO_READ = "This file could not be read in time; it may be damaged. Try re-exporting the video."
+TOO_SLOW_TO_READ = (
+    "This file could not be read in time; it may be damaged. Re-export it, or upload the original file, and try again."
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         raise MediaError("container_not_allowed", EMBEDDED_PLAYLIST)
     if not info.has_audio:
         # Noise named .flac or .aac is opened by extension and shows an "audio" stream with no sample rate.
-        raise MediaError("not_media", NOT_MEDIA) if unreadable_audio else MediaError("no_audio", NO_AUDIO)
+        if unreadable_audio:
+            raise MediaError("not_media", NOT_MEDIA)
+        raise MediaError("no_audio", NO_AUDIO if info.video_codecs else NO_STREAMS)
     return info
 
 

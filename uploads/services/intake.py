@@ -2,6 +2,7 @@
 from the spooled upload, dedup of an identical earlier upload, and the insert that queues it."""
 
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from uploads import selectors
 from uploads.models import Job
 from uploads.services.deletion import JOB_FILE_FIELDS
 from uploads.services.publishing import job_queue_on_commit, mp3_message_publish
+from uploads.tags import id3_tags
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +240,6 @@ def job_create(*, owner, upload: UploadedFile, options: job_options.JobOptions |
     if upload.size > settings.MAX_UPLOAD_SIZE:
         raise UploadRejected(413, too_large_sentence(), "too_large")
     quota_check(owner=owner, incoming=1)  # the exact check, on what is stored, comes under a lock below
-    options_key = options.key()
     filename = display_filename(upload.name)
     timer = PhaseTimer(receive=getattr(upload, "receive_seconds", 0.0), hash=getattr(upload, "hash_seconds", 0.0))
     with _local_path(upload) as path:
@@ -253,6 +254,7 @@ def job_create(*, owner, upload: UploadedFile, options: job_options.JobOptions |
             job_options.check_against_media(options, duration=info.duration, audio_streams=info.audio_streams)
         except job_options.OptionsInvalid as exc:
             raise options_rejected(exc) from None
+        options_key = dedup_key(options, original_filename=filename, source_tags=info.tags)
         job_id = uuid.uuid4()
         metadata = {"job_id": str(job_id), "owner_id": owner.pk}
         row = {
@@ -285,11 +287,13 @@ def job_create(*, owner, upload: UploadedFile, options: job_options.JobOptions |
 def job_create_from_digest(*, owner, content_sha256: str, options: job_options.JobOptions) -> Job | None:
     """A job for a re-upload declared by its SHA-256 alone (RFC 9530 Repr-Digest), done at once with the
     files of the owner's done job of that content and options; None when there is none (the body is
-    read then, as for any upload). Stores nothing, so no quota applies."""
-    options_key = options.key()
+    read then, as for any upload). Stores nothing, so no quota applies.
+
+    The body, and with it the file's name, is never read: the job takes the name of the job it reuses,
+    which is the name the MP3's title tag came from when nothing else gave one."""
     with transaction.atomic():
         user_lock(user=owner)
-        earlier = _reusable_job(owner=owner, content_sha256=content_sha256, options_key=options_key)
+        earlier = _reusable_job_under_its_name(owner=owner, content_sha256=content_sha256, options=options)
         if earlier is None:
             return None
         probed = ("original_filename", "size", "container", "audio_codec", "video_codec", "duration")
@@ -299,7 +303,7 @@ def job_create_from_digest(*, owner, content_sha256: str, options: job_options.J
             audio_streams=earlier.audio_streams,
             source_tags=earlier.source_tags,
             options=options.canonical(),
-            options_key=options_key,
+            options_key=earlier.options_key,
             **{field: getattr(earlier, field) for field in probed},
             **_reused_fields(earlier),
         )
@@ -415,6 +419,15 @@ def _store_for_conversion_or_refuse(*args, **kwargs) -> dict:
     try:
         return _store_for_conversion(*args, **kwargs)
     except ffmpeg.MediaError as exc:
+        # The uploader reads the sentence; ffmpeg's own words are for whoever runs the server.
+        logger.warning(
+            "upload %s (%s) refused (%s): %s ffmpeg said: %s",
+            kwargs["metadata"]["job_id"],
+            kwargs["filename"],
+            exc.code,
+            exc,
+            exc.ffmpeg_said,
+        )
         raise UploadRejected(422, str(exc), exc.code) from None
 
 
@@ -449,26 +462,55 @@ def _job_insert(row: dict, *, files: dict | None) -> Job | None:
     return job
 
 
-def _reusable_jobs(*, owner, content_sha256: str, options_key: str):
-    return Job.objects.filter(
-        owner=owner, content_sha256=content_sha256, options_key=options_key, status=Job.Status.DONE
-    ).exclude(mp3_file_id="")
+# Version 1 keys held the options alone, so a job keyed then may carry another upload's name as its
+# title: with the version in what is hashed, those rows match no new key and are never reused.
+DEDUP_KEY_VERSION = 2
+
+
+def dedup_key(options: job_options.JobOptions, *, original_filename: str, source_tags: dict | None) -> str:
+    """What must match, beside owner and content, for an earlier job's MP3 to serve a new upload
+    (Job.options_key): the options, and the tags the MP3 is written with. The title among them comes
+    from the file's name when neither the options nor the file give one, so the same content under
+    another name is converted again, and one with a title of its own is still reused."""
+    filename_title = Job(original_filename=original_filename).mp3_filename.removesuffix(".mp3")
+    tags = id3_tags(options, source_tags=source_tags, filename_title=filename_title)
+    key = {"version": DEDUP_KEY_VERSION, "options": options.canonical(), "tags": tags}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _done_jobs_of(*, owner, content_sha256: str):
+    return Job.objects.filter(owner=owner, content_sha256=content_sha256, status=Job.Status.DONE).exclude(
+        mp3_file_id=""
+    )
 
 
 def _reusable_job_exists(*, owner, content_sha256: str, options_key: str) -> bool:
     """Whether dedup will likely serve this upload, so extracting and storing its audio can be skipped."""
-    return _reusable_jobs(owner=owner, content_sha256=content_sha256, options_key=options_key).exists()
+    return _done_jobs_of(owner=owner, content_sha256=content_sha256).filter(options_key=options_key).exists()
 
 
 def _reusable_job(*, owner, content_sha256: str, options_key: str) -> Job | None:
-    """The owner's latest done job of the same content and options, locked so it cannot be deleted
+    """The owner's latest done job of the same content, options and tags, locked so it cannot be deleted
     or expired while a new job starts sharing its MP3."""
     return (
-        _reusable_jobs(owner=owner, content_sha256=content_sha256, options_key=options_key)
+        _done_jobs_of(owner=owner, content_sha256=content_sha256)
+        .filter(options_key=options_key)
         .select_for_update()
         .order_by("-finished_at")
         .first()
     )
+
+
+def _reusable_job_under_its_name(*, owner, content_sha256: str, options: job_options.JobOptions) -> Job | None:
+    """The owner's latest done job of this content whose MP3 these options would make under that job's
+    own name (a re-upload whose name is unknown); locked as _reusable_job locks it."""
+    earlier = _done_jobs_of(owner=owner, content_sha256=content_sha256).order_by("-finished_at")
+    for original_filename, source_tags, options_key in earlier.values_list(
+        "original_filename", "source_tags", "options_key"
+    ):
+        if options_key == dedup_key(options, original_filename=original_filename, source_tags=source_tags):
+            return _reusable_job(owner=owner, content_sha256=content_sha256, options_key=options_key)
+    return None
 
 
 def _reused_fields(earlier: Job) -> dict:

@@ -78,10 +78,12 @@ def job_retry_later(*, job_id, lease_owner: str, reason: str) -> str:
         return "lost"
     failures = job.transient_failures + 1
     if failures > settings.MAX_TRANSIENT_RETRIES:
+        # The store's own sentence ("try again in a minute") was true for each retry, not for the owner now.
+        logger.warning("job %s failed: the file store failed %d times in a row: %s", job_id, failures, reason)
         job_mark_failed(
             job_id=job_id,
             lease_owner=lease_owner,
-            sentence=f"{reason} It failed {failures} times in a row; retry this job later.",
+            sentence=store_failed_sentence(failures),
             transient_failures=failures,
         )
         return "failed"
@@ -98,6 +100,13 @@ def job_retry_later(*, job_id, lease_owner: str, reason: str) -> str:
     )
     logger.warning("job %s will be retried in %d s: %s", job_id, delay, reason)
     return "retrying"
+
+
+def store_failed_sentence(failures: int) -> str:
+    return (
+        f"This server could not store or read its files {failures} times in a row while converting this file, "
+        "so it stopped trying. Retry this job in a few minutes."
+    )
 
 
 def job_record_input_loudness(*, job_id, lease_owner: str, loudness: dict) -> None:
