@@ -118,7 +118,8 @@ def job_retry(*, job: Job, options: job_options.JobOptions | None = None) -> Job
     changed = {}
     if options is not None:
         options = intake.options_for_stored_job(job=job, options=options)
-        changed = {"options": options.canonical(), "options_key": options.key(), "input_loudness": None}
+        options_key = intake.dedup_key(options, original_filename=job.original_filename, source_tags=job.source_tags)
+        changed = {"options": options.canonical(), "options_key": options_key, "input_loudness": None}
     _source_stored_check(job)
     with transaction.atomic():
         user_lock(user=job.owner)
@@ -184,7 +185,10 @@ def job_convert_again(*, job: Job, options: job_options.JobOptions) -> Job:
         new_job = Job.objects.create(
             owner=job.owner,
             options=options.canonical(),
-            options_key=options.key(),
+            # Keyed as an upload of this file is (its tags too), so a later upload can reuse this MP3.
+            options_key=intake.dedup_key(
+                options, original_filename=current.original_filename, source_tags=current.source_tags
+            ),
             **{field: getattr(current, field) for field in shared},
         )
         job_queue_on_commit(new_job.id)
