@@ -250,6 +250,7 @@ def test_small_things_read_right(page, live_system):
     expect(row.locator(".player-time")).to_have_text("0:00 / 0:07")
     expect(row.locator(".job-meta")).to_contain_text("3.0 MB")
     expect(page.locator(".dropzone-hint")).to_contain_text("up to 25 MB each")
+    expect(page.locator("body")).not_to_contain_text("{#")  # no template comment leaks onto the page
     too_large = media.make_random_bytes(live_system.media_dir, MAX_UPLOAD_SIZE + 1, suffix=".mp4")
     choose_files(page, [too_large])
     expect(page.locator("li.upload .upload-error")).to_contain_text("limit of 25 MB")  # the same unit as above
