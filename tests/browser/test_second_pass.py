@@ -107,6 +107,16 @@ def test_a_done_job_is_converted_again_into_a_second_mp3(page, live_system):
     choose_files(page, [clip])
     wait_done(page, clip.name)
     first = Job.objects.get(owner=user)
+    # Unchanged, the dialog's options are the job's own: dedup hands back the same MP3 at once.
+    job_row(page, clip.name).first.get_by_role("button", name=f"Convert again {clip.name}").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Constant bitrate")).to_have_value("")  # never asked for: left as Default
+    dialog.get_by_role("button", name="Convert").click()
+    expect(page.locator("li.job")).to_have_count(2)
+    reused = Job.objects.exclude(id=first.id).get(owner=user)
+    assert reused.reused_from == first.id and reused.mp3_file_id == first.mp3_file_id and reused.status == "done"
+    Job.objects.filter(id=reused.id).delete()
+    page.reload()
     job_row(page, clip.name).get_by_role("button", name=f"Convert again {clip.name}").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Constant bitrate").select_option("64")

@@ -888,6 +888,10 @@
         if (field.value !== String(value)) field.value = ""; // a value the select does not offer
       }
     }
+    // A job that may copy MP3 audio as is was not asked for a bitrate (asking turns copying off), so the
+    // bitrate it stores is the default: left as "Default", sending it back would change the job's options.
+    const bitrate = form.elements.namedItem("bitrate");
+    if (options.stream_copy !== false && bitrate) bitrate.value = "";
     // The stored loudness target is the default one unless normalizing.
     if (options.normalize !== true && form.elements.namedItem("normalize")) form.elements.namedItem("normalize").value = "false";
   }
