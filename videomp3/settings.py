@@ -102,8 +102,25 @@ TEMPLATES = [
     },
 ]
 
-# --- SQL ---------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL")
+# --- Stores: SQL, MongoDB (GridFS), RabbitMQ ----------------------------------------
+# Each URL carries a password, so each may come from a mounted secret file (NAME_FILE).
+DATABASE_URL = env_secret("DATABASE_URL")
+# Empty MONGODB_URI starts an embedded SecantusDB server with its data under var/.
+MONGODB_URI = env_secret("MONGODB_URI")
+# Empty AMQP_URL uses an in-process queue, valid only when every role runs in one process.
+AMQP_URL = env_secret("AMQP_URL")
+if not DEBUG:
+    # The embedded fallbacks work only when every role runs in one process: a production pod on
+    # them would keep its rows in its own /tmp and its messages in its own memory, without a word.
+    for _name, _example in (
+        ("DATABASE_URL", "mysql://user:pass@host:3306/videomp3"),
+        ("MONGODB_URI", "mongodb://user:pass@host:27017/"),
+        ("AMQP_URL", "amqp://user:pass@host:5672/%2F"),
+    ):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(
+                f"{_name} (or {_name}_FILE, a file holding it) must be set when DEBUG is off, e.g. {_example}."
+            )
 if not DATABASE_URL:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'videomp3.sqlite3'}"
@@ -120,12 +137,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", f"test_{DATABASES['default']['NAME']}_{os.getpid()}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- MongoDB (GridFS) and RabbitMQ ---------------------------------------------
-# Empty MONGODB_URI starts an embedded SecantusDB server with its data under var/.
-MONGODB_URI = env_str("MONGODB_URI")
 MONGODB_DB = env_str("MONGODB_DB", "videomp3")
-# Empty AMQP_URL uses an in-process queue, valid only when every role runs in one process.
-AMQP_URL = env_str("AMQP_URL")
 QUEUE_PREFIX = env_str("QUEUE_PREFIX")
 
 # --- Accounts and authentication ------------------------------------------------
