@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: answers /healthz, /readyz and /metrics before Host validation and SSL redirect (probes use the pod IP).
     "videomp3.health.HealthCheckMiddleware",
+    # Before anything reads a body: past MAX_CONCURRENT_UPLOADS an upload answers 503 unread.
+    "uploads.middleware.ConcurrentUploadLimitMiddleware",
     # Outside everything that may read a body: removes the spooled part of an upload cut off mid-way.
     "uploads.middleware.PartialUploadCleanupMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -207,6 +209,11 @@ MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 2 * 1024**3)
 # Uploads go to a temp file past this size, so a large video is never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
+# Uploads one web process receives at once (uploads.middleware); one more answers 503 with Retry-After.
+# Each needs room in FILE_UPLOAD_TEMP_DIR for its body and its extracted audio (up to twice
+# MAX_UPLOAD_SIZE), and holds a gunicorn thread for minutes: one per 8 threads leaves the others to
+# pages, polls and downloads, and keeps the web pod's /tmp within a node's disk (k8s/base/web.yaml).
+MAX_CONCURRENT_UPLOADS = env_int("MAX_CONCURRENT_UPLOADS", max(1, env_int("GUNICORN_THREADS", 8) // 8))
 FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.SizeLimitedTemporaryFileUploadHandler"]
 KEEP_SOURCE_VIDEOS = env_bool("KEEP_SOURCE_VIDEOS", False)
 # Per-user limits (0: none). Stored bytes count the user's videos and MP3s still in GridFS; a new upload
