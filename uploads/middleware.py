@@ -67,4 +67,6 @@ def _at_capacity() -> JsonResponse:
         status=503,
     )
     response["Retry-After"] = str(UPLOAD_CAPACITY_RETRY_AFTER_SECONDS)
+    # Answered before CommonMiddleware, which would set it: without it the answer goes out chunked.
+    response["Content-Length"] = str(len(response.content))
     return response
