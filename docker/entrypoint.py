@@ -13,8 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -26,6 +24,14 @@ ROLE_FILE = Path(tempfile.gettempdir()) / "videomp3-role"
 DEFAULT_HEARTBEAT_FILE = "/tmp/worker-heartbeat"  # noqa: S108
 HEARTBEAT_FILE = Path(os.environ.get("WORKER_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE)
 HEARTBEAT_MAX_AGE_SECONDS = 90  # three missed beats
+# Each gunicorn worker touches its file here about once a second (docker/gunicorn.conf.py): in memory
+# where the container has /dev/shm, away from the disk the uploads are spooled to.
+DEFAULT_WEB_HEARTBEAT_DIR = (
+    "/dev/shm/videomp3-web" if os.path.isdir("/dev/shm") else str(Path(tempfile.gettempdir()) / "videomp3-web")  # noqa: S108
+)
+WEB_HEARTBEAT_DIR = Path(os.environ.get("WEB_HEARTBEAT_DIR") or DEFAULT_WEB_HEARTBEAT_DIR)
+# gunicorn's arbiter kills a worker silent for its `timeout` (120 s); the probe notices sooner.
+WEB_HEARTBEAT_MAX_AGE_SECONDS = float(os.environ.get("WEB_HEARTBEAT_MAX_AGE_SECONDS") or 30)
 MIGRATIONS_POLL_SECONDS = 5
 
 MANAGE = [sys.executable, str(APP_DIR / "manage.py")]
@@ -43,13 +49,17 @@ USAGE = (
 )
 
 
-def web_is_alive(port: str | None = None, timeout: float = 5.0) -> bool:
-    url = f"http://127.0.0.1:{port or os.environ.get('PORT', '8000')}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed loopback http URL
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+def web_is_alive(heartbeat_dir: Path = WEB_HEARTBEAT_DIR, max_age: float = WEB_HEARTBEAT_MAX_AGE_SECONDS) -> bool:
+    """Every gunicorn worker's main loop beat lately. Not an HTTP request: one would queue behind
+    uploads holding every thread, and the kubelet would restart a pod that is only busy."""
+    now = time.time()
+    ages = []
+    for beat in heartbeat_dir.glob("worker-*"):
+        try:
+            ages.append(now - beat.stat().st_mtime)
+        except OSError:
+            continue  # the arbiter removed it: that worker exited
+    return bool(ages) and max(ages) <= max_age
 
 
 def worker_is_alive(heartbeat: Path = HEARTBEAT_FILE, max_age: float = HEARTBEAT_MAX_AGE_SECONDS) -> bool:
@@ -98,6 +108,8 @@ def main(argv: list[str]) -> int:
         command = [*MANAGE, *args]
     elif role in ROLES:
         command = [*ROLES[role], *args]
+        if role == "web":
+            os.environ.setdefault("WEB_HEARTBEAT_DIR", str(WEB_HEARTBEAT_DIR))
         try:
             ROLE_FILE.write_text(role + "\n")
         except OSError:

@@ -1,42 +1,27 @@
-"""Health endpoints for probes: `/healthz` (the process answers) and `/readyz` (its dependencies do).
+"""Health endpoints for probes: `/healthz` (the process answers) and `/readyz` (this pod can serve).
 
 Kubernetes probes, and Prometheus scraping pods, call the pod's own address over plain HTTP
 with the pod IP as the Host header. `HealthCheckMiddleware` answers `/healthz`, `/readyz` and
 `/metrics` before any middleware that validates the Host header or redirects to HTTPS, so they
 work with a strict `ALLOWED_HOSTS` and SSL redirect. It must be the first entry of `MIDDLEWARE`.
+
+The web pod's liveness probe is not `/healthz` but each gunicorn worker's heartbeat
+(`docker/entrypoint.py healthcheck web`): a request would queue behind uploads holding every thread.
 """
 
 import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from core import broker, storage
+from videomp3.dependencies import check_database
 from videomp3.metrics import metrics
 
 logger = logging.getLogger(__name__)
 
-# The readiness probe's timeout is longer than this, so a hung dependency is reported by name
-# rather than as a probe timeout. MongoDB's own server selection gives up after 5 s.
-CHECK_TIMEOUT_SECONDS = 6.0
-
-# What an operator reads when a check fails: the dependency, and what to look at.
-FAILURE_SENTENCES = {
-    "database": "The SQL database is unreachable; check DATABASE_URL and that the database server is up.",
-    "mongodb": "MongoDB is unreachable; check MONGODB_URI and that the MongoDB server is up.",
-    "broker": "RabbitMQ is unreachable; check AMQP_URL and that the RabbitMQ server is up.",
-}
-
-
-def _check_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+DATABASE_DOWN = "The SQL database is unreachable; check DATABASE_URL and that the database server is up."
 
 
 @require_safe
@@ -49,39 +34,30 @@ def healthz(request):
 @require_safe
 @never_cache
 def readyz(request):
-    """200 when the database, MongoDB and RabbitMQ all answer; else 503 naming the ones that do not."""
-    checks: dict[str, str] = {}
-    # MongoDB and RabbitMQ are asked from threads, at the same time as the database, so a hung
-    # dependency costs at most CHECK_TIMEOUT_SECONDS. The database stays on this thread: its
-    # connection belongs to the thread that opened it.
-    deadline = time.monotonic() + CHECK_TIMEOUT_SECONDS
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
-    pending = {"mongodb": executor.submit(storage.ping), "broker": executor.submit(broker.ping)}
-    try:
-        try:
-            _check_database()
-            checks["database"] = "ok"
-        except DatabaseError as exc:
-            logger.warning("readiness: database check failed: %s", exc)
-            checks["database"] = "failed"
-        for name, future in pending.items():
-            try:
-                future.result(timeout=max(0.0, deadline - time.monotonic()))
-                checks[name] = "ok"
-            except FutureTimeout:
-                logger.warning("readiness: %s did not answer within %.0f s", name, CHECK_TIMEOUT_SECONDS)
-                checks[name] = "timeout"
-            except (storage.StorageError, broker.BrokerError) as exc:
-                logger.warning("readiness: %s check failed: %s", name, exc)
-                checks[name] = "failed"
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+    """200 when this pod can serve: it answers, and the SQL database answers it; else 503 with a sentence.
 
-    failing = [name for name, status in checks.items() if status != "ok"]
-    if not failing:
-        return JsonResponse({"status": "ok", "checks": checks})
-    detail = " ".join(FAILURE_SENTENCES[name] for name in failing)
-    return JsonResponse({"status": "unavailable", "checks": checks, "failing": failing, "detail": detail}, status=503)
+    Readiness is about this pod, so it checks only what every request needs: the SQL database holds
+    the sessions, the users and the jobs, and a pod that cannot reach it (a wrong DATABASE_URL in a
+    new release, a network fault of its own) must not get traffic. MongoDB and RabbitMQ are shared
+    by every pod: checking them here would take every web pod out of the Service at once, and the
+    ingress would answer 503 to everything, when uploads are still accepted while the broker is down
+    (their messages wait in the outbox) and pages still work while MongoDB is. Their health is a
+    gauge in /metrics (videomp3_dependency_up) for alerts, not a reason to stop serving.
+    """
+    try:
+        check_database()
+    except DatabaseError as exc:
+        logger.warning("readiness: database check failed: %s", exc)
+        return JsonResponse(
+            {
+                "status": "unavailable",
+                "checks": {"database": "failed"},
+                "failing": ["database"],
+                "detail": DATABASE_DOWN,
+            },
+            status=503,
+        )
+    return JsonResponse({"status": "ok", "checks": {"database": "ok"}})
 
 
 # Paths answered before Host validation and SSL redirect. /metrics is guarded by its own token.

@@ -2,7 +2,8 @@
 
 Every role runs in its own processes and pods, so no in-memory registry could add their work
 up; the job rows can, and they are the source of truth anyway. A scrape costs a few
-aggregate queries and, with RabbitMQ, two passive queue declarations.
+aggregate queries and, with RabbitMQ, two passive queue declarations. It also asks each dependency
+whether it answers (videomp3_dependency_up): /readyz leaves the shared stores out (videomp3.health).
 
 Not public: the scraper sends `Authorization: Bearer <METRICS_TOKEN>`. With no METRICS_TOKEN
 set the path answers 404, as if it did not exist.
@@ -19,6 +20,7 @@ from django.views.decorators.http import require_safe
 
 from core import broker
 from uploads import selectors as job_selectors
+from videomp3.dependencies import dependencies_up
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,15 @@ def _byte_lines() -> list[str]:
     )
 
 
+def _dependency_lines(up: dict[str, bool]) -> list[str]:
+    return _family(
+        "videomp3_dependency_up",
+        "gauge",
+        "Whether the dependency answered this scrape's check within a few seconds (1) or not (0).",
+        [(f'videomp3_dependency_up{{dependency="{name}"}}', int(answered)) for name, answered in up.items()],
+    )
+
+
 def _queue_lines() -> list[str]:
     samples = []
     for queue in broker.QUEUES:
@@ -127,5 +138,14 @@ def metrics(request):
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    lines = _job_lines() + _conversion_seconds_lines() + _byte_lines() + _queue_lines()
+    up = dependencies_up()
+    lines = _dependency_lines(up)
+    if up["database"]:
+        lines += _job_lines() + _conversion_seconds_lines() + _byte_lines()
+    else:  # the other families come from the job rows: this scrape has none of them
+        lines.append("# videomp3_jobs and the conversion families omitted: the SQL database did not answer.")
+    if up["broker"]:
+        lines += _queue_lines()
+    else:
+        lines.append("# videomp3_queue_messages omitted: the broker did not answer (BrokerError).")
     return HttpResponse("\n".join(lines) + "\n", content_type=CONTENT_TYPE)

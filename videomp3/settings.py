@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: answers /healthz, /readyz and /metrics before Host validation and SSL redirect (probes use the pod IP).
     "videomp3.health.HealthCheckMiddleware",
+    # Before anything reads a body: past MAX_CONCURRENT_UPLOADS an upload answers 503 unread.
+    "uploads.middleware.ConcurrentUploadLimitMiddleware",
     # Outside everything that may read a body: removes the spooled part of an upload cut off mid-way.
     "uploads.middleware.PartialUploadCleanupMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -102,8 +104,25 @@ TEMPLATES = [
     },
 ]
 
-# --- SQL ---------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL")
+# --- Stores: SQL, MongoDB (GridFS), RabbitMQ ----------------------------------------
+# Each URL carries a password, so each may come from a mounted secret file (NAME_FILE).
+DATABASE_URL = env_secret("DATABASE_URL")
+# Empty MONGODB_URI starts an embedded SecantusDB server with its data under var/.
+MONGODB_URI = env_secret("MONGODB_URI")
+# Empty AMQP_URL uses an in-process queue, valid only when every role runs in one process.
+AMQP_URL = env_secret("AMQP_URL")
+if not DEBUG:
+    # The embedded fallbacks work only when every role runs in one process: a production pod on
+    # them would keep its rows in its own /tmp and its messages in its own memory, without a word.
+    for _name, _example in (
+        ("DATABASE_URL", "mysql://user:pass@host:3306/videomp3"),
+        ("MONGODB_URI", "mongodb://user:pass@host:27017/"),
+        ("AMQP_URL", "amqp://user:pass@host:5672/%2F"),
+    ):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(
+                f"{_name} (or {_name}_FILE, a file holding it) must be set when DEBUG is off, e.g. {_example}."
+            )
 if not DATABASE_URL:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'videomp3.sqlite3'}"
@@ -120,12 +139,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", f"test_{DATABASES['default']['NAME']}_{os.getpid()}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- MongoDB (GridFS) and RabbitMQ ---------------------------------------------
-# Empty MONGODB_URI starts an embedded SecantusDB server with its data under var/.
-MONGODB_URI = env_str("MONGODB_URI")
 MONGODB_DB = env_str("MONGODB_DB", "videomp3")
-# Empty AMQP_URL uses an in-process queue, valid only when every role runs in one process.
-AMQP_URL = env_str("AMQP_URL")
 QUEUE_PREFIX = env_str("QUEUE_PREFIX")
 
 # --- Accounts and authentication ------------------------------------------------
@@ -195,6 +209,11 @@ MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 2 * 1024**3)
 # Uploads go to a temp file past this size, so a large video is never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
+# Uploads one web process receives at once (uploads.middleware); one more answers 503 with Retry-After.
+# Each needs room in FILE_UPLOAD_TEMP_DIR for its body and its extracted audio (up to twice
+# MAX_UPLOAD_SIZE), and holds a gunicorn thread for minutes: one per 8 threads leaves the others to
+# pages, polls and downloads, and keeps the web pod's /tmp within a node's disk (k8s/base/web.yaml).
+MAX_CONCURRENT_UPLOADS = env_int("MAX_CONCURRENT_UPLOADS", max(1, env_int("GUNICORN_THREADS", 8) // 8))
 FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.SizeLimitedTemporaryFileUploadHandler"]
 KEEP_SOURCE_VIDEOS = env_bool("KEEP_SOURCE_VIDEOS", False)
 # Per-user limits (0: none). Stored bytes count the user's videos and MP3s still in GridFS; a new upload

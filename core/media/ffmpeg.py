@@ -156,6 +156,17 @@ def confined(command: list[str], limits: ChildLimits | None) -> list[str]:
     return [*confined, *command]
 
 
+# What ffmpeg and ffprobe keep of the role's environment: where programs are, the locale, the temp
+# dir and the home directory. The rest stays behind: a role's environment carries DATABASE_URL,
+# SECRET_KEY and the other secrets, and a child that parses hostile files must not hold them (in its
+# /proc/<pid>/environ, in a core dump, in anything an exploit of a demuxer could read).
+CHILD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME")
+
+
+def child_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
+
+
 # ---------------------------------------------------------------------------
 # Binaries
 
@@ -433,7 +444,11 @@ def _run_ffmpeg(
     """Run one ffmpeg command to the end; returns its last stderr lines and the seconds it wrote (from
     its -progress lines, None without them). Removes `output` unless it succeeded."""
     process = subprocess.Popen(
-        confined(command, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        confined(command, limits),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_environment(),
     )
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + limits.wall_seconds if limits and limits.wall_seconds else math.inf

@@ -15,6 +15,7 @@ from core.media.ffmpeg import (
     ALLOWED_ALIASES,
     ChildLimits,
     MediaError,
+    child_environment,
     confined,
     ffmpeg_path,
     ffprobe_path,
@@ -123,6 +124,7 @@ def _run_probe(command: list[str]) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
             confined(command, _PROBE_LIMITS),
+            env=child_environment(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT,

@@ -15,6 +15,9 @@ PRODUCTION_SECRETS = {
     "SECRET_KEY": "test-only-secret-key-0123456789abcdef0123456789",
     "JWT_SIGNING_KEY": "test-only-jwt-key-0123456789abcdef0123456789ab",
     "ALLOWED_HOSTS": "videomp3.example.com",
+    # Required with DEBUG off; `check` connects to none of them.
+    "MONGODB_URI": "mongodb://127.0.0.1:27017/",
+    "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
 }
 
 

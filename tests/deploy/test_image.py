@@ -215,6 +215,10 @@ def strict_web(tmp_path):
         "JWT_SIGNING_KEY": "test-only-jwt-key-0123456789abcdef012345",
         "ALLOWED_HOSTS": "videomp3.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+        # Required with DEBUG off; no probe or page these tests ask for reaches them.
+        "MONGODB_URI": "mongodb://127.0.0.1:27017/",
+        "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "WEB_HEARTBEAT_DIR": str(tmp_path / "heartbeats"),
         "TEST_STATIC_ROOT": str(tmp_path / "static"),
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
@@ -273,5 +277,5 @@ def test_the_web_role_answers_probes_from_the_pod_ip_while_refusing_unknown_host
     assert _get(strict_web, "/healthz", "videomp3.example.com")[0] == 200
     # The image's HEALTHCHECK for the web role asks the same endpoint.
     assert (tmp_path / "videomp3-role").read_text() == "web\n"
-    assert entrypoint.web_is_alive(port=str(strict_web))
-    assert not entrypoint.web_is_alive(port=str(free_port()), timeout=1)
+    assert entrypoint.web_is_alive(tmp_path / "heartbeats")
+    assert not entrypoint.web_is_alive(tmp_path / "no-worker-beats-here")

@@ -32,6 +32,9 @@ def documented_production_variables() -> dict[str, str]:
             variables[name] = value
     for name in ("SECRET_KEY", "JWT_SIGNING_KEY"):
         variables[name] = secrets.token_urlsafe(50)
+    # Required with DEBUG off (each names the operator's own server); these tests reach no store but SQL.
+    variables.setdefault("MONGODB_URI", "mongodb://127.0.0.1:27017/")
+    variables.setdefault("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
     return variables
 
 

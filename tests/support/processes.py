@@ -36,22 +36,27 @@ def role_env(**overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def web_server(log_path: Path, **env_overrides: str):
-    """The web role under gunicorn, as production runs it; yields its base URL."""
+def web_server(log_path: Path, *, threads: int = 4, production_config: bool = False, **env_overrides: str):
+    """The web role under gunicorn, as production runs it; yields its base URL.
+
+    production_config: with docker/gunicorn.conf.py's hooks and logging too (one worker still,
+    `threads` threads, a free port)."""
     port = free_port()
+    config = ["--config", str(PROJECT_DIR / "docker" / "gunicorn.conf.py")] if production_config else []
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
+                *config,
                 "videomp3.wsgi",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
                 "1",
                 "--threads",
-                "4",
+                str(threads),
                 "--timeout",
                 "120",
             ],
