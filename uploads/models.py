@@ -105,3 +105,16 @@ class Job(models.Model):
     def mp3_filename(self) -> str:
         stem = self.original_filename.rsplit(".", 1)[0] if "." in self.original_filename else self.original_filename
         return f"{stem or 'audio'}.mp3"
+
+
+class MetricCounter(models.Model):
+    """A cluster-wide count that only grows (the `_total` series of /metrics): conversions, failures,
+    bytes uploaded and produced, the conversion-time histogram. Each is added to in the transaction of the
+    change it counts (uploads.services.counters), so deleting or expiring a job never lowers it, and every
+    web pod reads the same row rather than adding up its own."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"

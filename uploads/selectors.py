@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count, QuerySet
 
 from core import storage
-from uploads.models import Job
+from uploads.models import Job, MetricCounter
 
 
 def job_list_for_user(*, user, status: str | None = None) -> QuerySet[Job]:
@@ -132,27 +132,6 @@ def job_counts_by_status() -> dict[str, int]:
     return counts
 
 
-def job_conversion_seconds(*, bounds: tuple[float, ...]) -> dict:
-    """For done jobs, claim to MP3 stored: `count`, `total` (a timedelta, or None), and `at_most`: how many
-    took at most each of `bounds` seconds (a histogram's cumulative buckets)."""
-    timed = (
-        Job.objects.order_by()
-        .filter(status=Job.Status.DONE, started_at__isnull=False, finished_at__isnull=False)
-        .annotate(seconds=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-    )
-    buckets = {
-        f"le_{index}": Count("id", filter=Q(seconds__lte=timedelta(seconds=bound)))
-        for index, bound in enumerate(bounds)
-    }
-    totals = timed.aggregate(count=Count("id"), total=Sum("seconds"), **buckets)
-    return {
-        "count": totals["count"],
-        "total": totals["total"],
-        "at_most": [totals[f"le_{index}"] for index in range(len(bounds))],
-    }
-
-
-def job_byte_totals() -> dict[str, int]:
-    """Bytes uploaded (`uploaded`) and MP3 bytes produced (`produced`) by the jobs that exist now."""
-    sums = Job.objects.order_by().aggregate(uploaded=Sum("size"), produced=Sum("mp3_size"))
-    return {"uploaded": sums["uploaded"] or 0, "produced": sums["produced"] or 0}
+def metric_counters() -> dict[str, int]:
+    """Every cluster-wide counter by name (uploads.services.counters); one never used reads as absent."""
+    return dict(MetricCounter.objects.values_list("name", "value"))

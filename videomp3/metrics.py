@@ -1,8 +1,10 @@
 """`/metrics` in the Prometheus text format, computed from the database at each scrape.
 
 Every role runs in its own processes and pods, so no in-memory registry could add their work
-up; the job rows can, and they are the source of truth anyway. A scrape costs a few
-aggregate queries and, with RabbitMQ, two passive queue declarations. It also asks each dependency
+up; the database can. The gauges count the job rows now; the `_total` series and the histogram read
+counters that each change adds to in its own transaction (uploads.services.counters), so they never drop
+when jobs are deleted or expire. Every pod answers the same cluster-wide figures: scrape one, or aggregate
+with max(), never sum(). A scrape costs a few queries and, with RabbitMQ, two passive queue declarations. It also asks each dependency
 whether it answers (videomp3_dependency_up): /readyz leaves the shared stores out (videomp3.health).
 
 Not public: the scraper sends `Authorization: Bearer <METRICS_TOKEN>`. With no METRICS_TOKEN
@@ -11,7 +13,6 @@ set the path answers 404, as if it did not exist.
 
 import hmac
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -20,13 +21,12 @@ from django.views.decorators.http import require_safe
 
 from core import broker
 from uploads import selectors as job_selectors
+from uploads.services import counters
 from videomp3.dependencies import dependencies_up
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Upper bounds, in seconds, of the conversion time buckets: from a short clip to a long film.
-CONVERSION_SECONDS_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 
 def _authorized(request) -> bool:
@@ -55,55 +55,46 @@ def _job_lines() -> list[str]:
         "Jobs in each state right now.",
         [(f'videomp3_jobs{{state="{state}"}}', n) for state, n in counts.items()],
     )
-    # Counted from the rows that are in a final state now, so deleting or retrying a job lowers
-    # them; Prometheus' rate() reads a drop as a counter reset, which is acceptable here.
-    lines += _family(
-        "videomp3_conversions_total",
-        "counter",
-        "Conversions that produced an MP3 (jobs now done).",
-        [("videomp3_conversions_total", counts["done"])],
-    )
-    lines += _family(
-        "videomp3_conversion_failures_total",
-        "counter",
-        "Conversions that failed with a sentence for the user (jobs now failed).",
-        [("videomp3_conversion_failures_total", counts["failed"])],
-    )
     return lines
 
 
-def _conversion_seconds_lines() -> list[str]:
-    totals = job_selectors.job_conversion_seconds(bounds=CONVERSION_SECONDS_BUCKETS)
-    total: timedelta | None = totals["total"]
+def _counter_lines() -> list[str]:
+    """The `_total` series and the histogram: cluster-wide counters that only grow (every pod reads the
+    same rows, so a query across pods takes max(), not sum())."""
+    totals = job_selectors.metric_counters()
+    lines = []
+
+    def value(name: str) -> int:
+        return totals.get(name, 0)
+
+    for name, counter, help_text in (
+        (
+            "videomp3_conversions_total",
+            counters.CONVERSIONS,
+            "Conversions that stored an MP3 (dedup reuse is not one).",
+        ),
+        ("videomp3_conversion_failures_total", counters.FAILURES, "Jobs that failed with a sentence for the user."),
+        ("videomp3_uploaded_bytes_total", counters.UPLOADED_BYTES, "Bytes of every upload received."),
+        ("videomp3_produced_bytes_total", counters.PRODUCED_BYTES, "Bytes of every MP3 a converter stored."),
+    ):
+        lines += _family(name, "counter", help_text, [(name, value(counter))])
     samples = [
-        (f'videomp3_conversion_seconds_bucket{{le="{_format_value(float(bound))}"}}', totals["at_most"][index])
-        for index, bound in enumerate(CONVERSION_SECONDS_BUCKETS)
+        (
+            f'videomp3_conversion_seconds_bucket{{le="{_format_value(float(bound))}"}}',
+            value(counters.bucket_name(bound)),
+        )
+        for bound in counters.CONVERSION_SECONDS_BUCKETS
     ]
     samples += [
-        ('videomp3_conversion_seconds_bucket{le="+Inf"}', totals["count"]),
-        ("videomp3_conversion_seconds_sum", total.total_seconds() if total else 0.0),
-        ("videomp3_conversion_seconds_count", totals["count"]),
+        ('videomp3_conversion_seconds_bucket{le="+Inf"}', value(counters.TIMED_CONVERSIONS)),
+        ("videomp3_conversion_seconds_sum", value(counters.CONVERSION_MILLISECONDS) / 1000),
+        ("videomp3_conversion_seconds_count", value(counters.TIMED_CONVERSIONS)),
     ]
-    return _family(
+    return lines + _family(
         "videomp3_conversion_seconds",
         "histogram",
-        "Time from a converter claiming a job to its MP3 being stored, for jobs now done.",
+        "Time from a converter claiming a job to its MP3 being stored.",
         samples,
-    )
-
-
-def _byte_lines() -> list[str]:
-    sums = job_selectors.job_byte_totals()
-    return _family(
-        "videomp3_uploaded_bytes_total",
-        "counter",
-        "Bytes of the videos of the jobs that exist now.",
-        [("videomp3_uploaded_bytes_total", sums["uploaded"])],
-    ) + _family(
-        "videomp3_produced_bytes_total",
-        "counter",
-        "Bytes of the MP3s of the jobs that exist now.",
-        [("videomp3_produced_bytes_total", sums["produced"])],
     )
 
 
@@ -141,7 +132,7 @@ def metrics(request):
     up = dependencies_up()
     lines = _dependency_lines(up)
     if up["database"]:
-        lines += _job_lines() + _conversion_seconds_lines() + _byte_lines()
+        lines += _job_lines() + _counter_lines()
     else:  # the other families come from the job rows: this scrape has none of them
         lines.append("# videomp3_jobs and the conversion families omitted: the SQL database did not answer.")
     if up["broker"]:

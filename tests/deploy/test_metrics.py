@@ -1,13 +1,14 @@
-"""/metrics: Prometheus text computed from the job rows, behind a bearer token."""
+"""/metrics: Prometheus text from the job rows (gauges) and the counters (totals), behind a bearer token."""
 
 import re
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from core import broker
+from core import broker, storage
 from tests.deploy.test_image import entrypoint
 from tests.factories import job_create, user_create
 from tests.support import media
@@ -15,7 +16,8 @@ from tests.support.pipeline import shared_service_env, wait_for_job
 from tests.support.processes import manage_command, stop_process
 from tests.support.services import free_port
 from tests.support.uploads import upload_accepted
-from uploads.models import Job
+from uploads.models import Job, MetricCounter
+from uploads.services import counters, deletion, leases
 from videomp3 import metrics
 
 TOKEN = "test-metrics-token-0123456789"
@@ -88,37 +90,64 @@ def test_a_scraper_reaches_metrics_on_the_pod_ip(client, metrics_on):
     assert 'videomp3_jobs{state="queued"}' in scrape(client, HTTP_HOST="10.244.0.17:8000")
 
 
+def converted(*, size: int, mp3_size: int, seconds: float) -> Job:
+    """A job through the converter's own state changes: claimed `seconds` ago, then its MP3 stored."""
+    job = make_job(status=Job.Status.CONVERTING, size=size)
+    Job.objects.filter(id=job.id).update(lease_owner="worker-a", started_at=timezone.now() - timedelta(seconds=seconds))
+    mp3 = storage.StoredFile(file_id=f"mp3-{job.id}", size=mp3_size, sha256="0" * 64)
+    assert leases.job_mark_done(job_id=job.id, lease_owner="worker-a", mp3=mp3, mp3_duration=60.0)
+    return job
+
+
 @pytest.mark.django_db
-def test_counts_follow_the_job_rows(client, metrics_on):
+def test_the_totals_count_changes_and_never_drop(client, metrics_on):
+    """Gauges follow the rows; the _total series and the histogram count what happened, so deleting
+    or expiring a job leaves them where they were."""
     before = scrape(client)
     assert before['videomp3_jobs{state="done"}'] == 0 and before["videomp3_conversions_total"] == 0
     assert before['videomp3_conversion_seconds_bucket{le="+Inf"}'] == 0
 
     make_job(status=Job.Status.QUEUED, size=100)
-    make_job(status=Job.Status.DONE, size=2000, mp3_size=300, seconds=3)
-    make_job(status=Job.Status.DONE, size=4000, mp3_size=500, seconds=100)
-    failed = make_job(status=Job.Status.FAILED, size=50, seconds=1)
+    short = converted(size=2000, mp3_size=300, seconds=3)
+    converted(size=4000, mp3_size=500, seconds=100)
+    failing = make_job(status=Job.Status.CONVERTING, size=50)
+    assert leases.job_mark_failed(job_id=failing.id, sentence="The audio could not be decoded.")
+    for job in Job.objects.all():  # the bytes each upload brought, as intake counts them
+        with transaction.atomic():
+            counters.counters_add({counters.UPLOADED_BYTES: job.size})
     after = scrape(client)
     assert after['videomp3_jobs{state="queued"}'] == 1
     assert after['videomp3_jobs{state="done"}'] == 2
     assert after['videomp3_jobs{state="failed"}'] == 1
-    assert after['videomp3_jobs{state="converting"}'] == 0
     assert after["videomp3_conversions_total"] == 2
     assert after["videomp3_conversion_failures_total"] == 1
     assert after["videomp3_uploaded_bytes_total"] == 6150
     assert after["videomp3_produced_bytes_total"] == 800
-    # Two done jobs, of 3 s and 100 s: cumulative buckets.
+    # Two conversions, of 3 s and 100 s: cumulative buckets.
     assert after['videomp3_conversion_seconds_bucket{le="1.0"}'] == 0
     assert after['videomp3_conversion_seconds_bucket{le="5.0"}'] == 1
     assert after['videomp3_conversion_seconds_bucket{le="60.0"}'] == 1
     assert after['videomp3_conversion_seconds_bucket{le="120.0"}'] == 2
     assert after['videomp3_conversion_seconds_bucket{le="+Inf"}'] == 2
     assert after["videomp3_conversion_seconds_count"] == 2
-    assert after["videomp3_conversion_seconds_sum"] == pytest.approx(103, abs=0.01)
+    assert after["videomp3_conversion_seconds_sum"] == pytest.approx(103, abs=0.1)
     assert after['videomp3_queue_messages{queue="video"}'] == 0
 
-    failed.delete()
-    assert scrape(client)["videomp3_conversion_failures_total"] == 0
+    # The owner deletes the failed job, retention expires a done one: the gauges move, the totals stay.
+    deletion.job_delete(job=failing)
+    Job.objects.filter(id=short.id).update(status=Job.Status.EXPIRED)
+    later = scrape(client)
+    assert later['videomp3_jobs{state="failed"}'] == 0 and later['videomp3_jobs{state="done"}'] == 1
+    totals = [name for name in after if "_total" in name or name.startswith("videomp3_conversion_seconds")]
+    assert {name: later[name] for name in totals} == {name: after[name] for name in totals}
+
+
+@pytest.mark.django_db
+def test_a_counter_first_used_after_the_migration_starts_from_zero(client, metrics_on):
+    MetricCounter.objects.filter(name=counters.FAILURES).delete()
+    failing = make_job(status=Job.Status.QUEUED)
+    assert leases.job_mark_failed(job_id=failing.id, sentence="The audio could not be decoded.")
+    assert scrape(client)["videomp3_conversion_failures_total"] == 1
 
 
 @pytest.mark.e2e

@@ -25,6 +25,7 @@ from core.timing import PhaseTimer
 from uploads import options as job_options
 from uploads import selectors
 from uploads.models import Job
+from uploads.services.counters import UPLOADED_BYTES, counters_add
 from uploads.services.deletion import JOB_FILE_FIELDS
 from uploads.services.publishing import job_queue_on_commit, mp3_message_publish
 from uploads.tags import id3_tags
@@ -453,6 +454,7 @@ def _job_insert(row: dict, *, files: dict | None) -> Job | None:
             else:
                 job = Job.objects.create(**row, **_reused_fields(earlier))
                 transaction.on_commit(partial(mp3_message_publish, job.id))  # ready at once: say so
+            counters_add({UPLOADED_BYTES: row["size"]})  # received either way
     except Exception:
         _stored_delete(stored)
         raise

@@ -15,6 +15,7 @@ from core import storage
 from core.backoff import retry_delay
 from core.database_now import DatabaseNow, database_now_plus
 from uploads.models import Job
+from uploads.services.counters import FAILURES, conversion_counted, counters_add
 from uploads.services.publishing import job_queue_on_commit, mp3_message_publish
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def job_set_progress(*, job_id, lease_owner: str, percent: int) -> None:
 
 def job_mark_done(*, job_id, lease_owner: str, mp3: storage.StoredFile, mp3_duration: float | None) -> bool:
     """converting -> done, and queue the notification; False when this attempt no longer holds the job."""
+    now = timezone.now()
     with transaction.atomic():
         finished = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
             status=Job.Status.DONE,
@@ -129,12 +131,14 @@ def job_mark_done(*, job_id, lease_owner: str, mp3: storage.StoredFile, mp3_dura
             mp3_file_id=mp3.file_id,
             mp3_size=mp3.size,
             mp3_duration=mp3_duration,
-            finished_at=timezone.now(),
+            finished_at=now,
             error="",
             lease_owner="",
             lease_expires_at=None,
         )
         if finished:
+            started_at = Job.objects.filter(id=job_id).values_list("started_at", flat=True).first()
+            conversion_counted(mp3_size=mp3.size, started_at=started_at, finished_at=now)
             transaction.on_commit(partial(mp3_message_publish, job_id))
     return bool(finished)
 
@@ -143,8 +147,8 @@ def job_mark_failed(*, job_id, sentence: str, lease_owner: str | None = None, **
     jobs = Job.objects.filter(id=job_id, status__in=[Job.Status.QUEUED, Job.Status.CONVERTING])
     if lease_owner is not None:
         jobs = jobs.filter(lease_owner=lease_owner)
-    return bool(
-        jobs.update(
+    with transaction.atomic():
+        failed = jobs.update(
             status=Job.Status.FAILED,
             error=sentence,
             finished_at=timezone.now(),
@@ -152,7 +156,9 @@ def job_mark_failed(*, job_id, sentence: str, lease_owner: str | None = None, **
             lease_expires_at=None,
             **counters,
         )
-    )
+        if failed:
+            counters_add({FAILURES: 1})
+    return bool(failed)
 
 
 def job_other_attempts_discard(*, job_id, kept_mp3_id: str) -> None:

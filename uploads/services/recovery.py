@@ -16,6 +16,7 @@ from uploads import options as job_options
 from uploads import selectors
 from uploads.models import Job
 from uploads.services import intake
+from uploads.services.counters import FAILURES, counters_add
 from uploads.services.leases import job_source_video_discard
 from uploads.services.notification_claims import notification_due
 from uploads.services.publishing import (
@@ -47,14 +48,18 @@ def jobs_sweep() -> dict[str, int]:
                 f"The converter stopped {job.recoveries + 1} times while working on this file, so it was given up; "
                 "the file may be damaged. Re-export it and upload it again."
             )
-            if dead_attempt.update(
-                status=Job.Status.FAILED,
-                error=sentence,
-                finished_at=now,
-                recoveries=F("recoveries") + 1,
-                lease_owner="",
-                lease_expires_at=None,
-            ):
+            with transaction.atomic():
+                given_up = dead_attempt.update(
+                    status=Job.Status.FAILED,
+                    error=sentence,
+                    finished_at=now,
+                    recoveries=F("recoveries") + 1,
+                    lease_owner="",
+                    lease_expires_at=None,
+                )
+                if given_up:
+                    counters_add({FAILURES: 1})
+            if given_up:
                 counts["failed"] += 1
                 dead_letter_publish(broker.VIDEO, job.id, "crash recovery limit")
             continue
