@@ -39,18 +39,27 @@ class ConversionHandedBack(Exception):
 
 
 class _CancelWatch:
-    """should_cancel for ffmpeg: hand the job back, the lease was lost, or the job was deleted."""
+    """should_cancel for ffmpeg: hand the job back (unless it was restarted before: then it is finished),
+    the lease was lost, or the job was deleted."""
 
-    def __init__(self, job_id, lease: RenewedWhileRunning, hand_back: threading.Event):
-        self.job_id = job_id
+    def __init__(self, job, lease: RenewedWhileRunning, hand_back: threading.Event):
+        self.job_id = job.id
         self.lease = lease
         self.hand_back = hand_back
+        self.may_hand_back = leases.job_may_hand_back(job)
         self.job_cancelled = False
         self._checked_at = 0.0
+        self._finishing_logged = False
 
     def __call__(self) -> bool:
-        if self.hand_back.is_set() or self.lease.lost.is_set():
+        if self.lease.lost.is_set():
             return True
+        if self.hand_back.is_set():
+            if self.may_hand_back:
+                return True
+            if not self._finishing_logged:
+                self._finishing_logged = True
+                logger.info("job %s was restarted before: finishing it before this worker exits", self.job_id)
         now = time.monotonic()
         if now - self._checked_at >= CANCEL_CHECK_SECONDS:
             self._checked_at = now
@@ -149,7 +158,8 @@ def job_convert(
 
     `on_claimed()` is called once the claim commits: from then on the database drives recovery.
     Media errors fail the job with a sentence. An unreachable store queues it again with backoff.
-    A set `hand_back` (the worker is shutting down) stops ffmpeg and queues the job again.
+    A set `hand_back` (the worker is shutting down) stops ffmpeg and queues the job again, once per job
+    (leases.MAX_HANDBACKS); a job restarted before is finished instead.
     Raises Job.DoesNotExist for an id that names no job (the worker dead-letters its message).
     """
     hand_back = hand_back or threading.Event()
@@ -175,7 +185,7 @@ def job_convert(
 
 
 def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: threading.Event) -> str:
-    watch = _CancelWatch(job.id, lease, hand_back)
+    watch = _CancelWatch(job, lease, hand_back)
     mp3_id = leases.mp3_file_id_for(job.id, attempt=owner)
     # queue: from the upload's commit to this claim.
     timer = PhaseTimer(queue=max(0.0, (job.started_at - job.created_at).total_seconds()))

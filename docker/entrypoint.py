@@ -45,7 +45,7 @@ WORKER_ROLES = {"converter", "notifier"}
 USAGE = (
     "usage: entrypoint.py ROLE, where ROLE is one of: "
     + ", ".join(ROLES)
-    + "; or wait-for-migrations, healthcheck [ROLE], manage COMMAND [ARGS...]"
+    + "; or wait-for-migrations [DEADLINE_SECONDS], healthcheck [ROLE], manage COMMAND [ARGS...]"
 )
 
 
@@ -87,9 +87,21 @@ def healthcheck(role: str | None = None) -> int:
     return 0 if alive else 1
 
 
-def wait_for_migrations() -> int:
-    """Return once the database schema is current: an init container, so no role runs on an old schema."""
+def wait_for_migrations(deadline_seconds: float | None = None) -> int:
+    """Return 0 once the database schema is current: an init container, so no role runs on an old schema.
+
+    Past `deadline_seconds` it says so and returns 1: the pod then shows the failed init container
+    (Init:Error, and its log names the migrate Job) instead of waiting forever without a word."""
+    started = time.monotonic()
     while subprocess.run([*MANAGE, "migrate", "--check"], stdout=subprocess.DEVNULL, check=False).returncode != 0:
+        if deadline_seconds is not None and time.monotonic() - started >= deadline_seconds:
+            print(
+                f"the database schema is still not current after {deadline_seconds:.0f} s: the migrate Job did not "
+                "finish. Check it with `kubectl get jobs` and its log, fix it, and apply the release again.",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
         print(f"waiting for the migrate job; checking again in {MIGRATIONS_POLL_SECONDS} s", flush=True)
         time.sleep(MIGRATIONS_POLL_SECONDS)
     return 0
@@ -103,7 +115,7 @@ def main(argv: list[str]) -> int:
     if role == "healthcheck":
         return healthcheck(args[0] if args else None)
     if role == "wait-for-migrations":
-        return wait_for_migrations()
+        return wait_for_migrations(float(args[0]) if args else None)
     if role == "manage":
         command = [*MANAGE, *args]
     elif role in ROLES:

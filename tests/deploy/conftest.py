@@ -59,6 +59,15 @@ def named(objects: list[dict], kind: str, name: str) -> dict:
     return matches[0]
 
 
+def migrate_job(objects: list[dict]) -> dict:
+    """The release's migrate Job: its name carries the image tag (k8s/base/migrate.yaml)."""
+    jobs = [
+        job for job in by_kind(objects, "Job") if job["metadata"]["labels"]["app.kubernetes.io/component"] == "migrate"
+    ]
+    assert len(jobs) == 1, f"expected one migrate Job, found {[job['metadata']['name'] for job in jobs]}"
+    return jobs[0]
+
+
 def generated(objects: list[dict], kind: str, name: str) -> dict:
     """A generated ConfigMap or Secret: its name carries a content hash after the given name."""
     pattern = re.compile(rf"^{re.escape(name)}(-[a-z0-9]{{10}})?$")
@@ -72,7 +81,15 @@ def settings_env_reads() -> set[str]:
     source = (REPO / "videomp3" / "settings.py").read_text()
     helpers = re.findall(r"env_(?:str|bool|int|list|secret)\(\s*\"([A-Z][A-Z0-9_]*)\"", source)
     direct = re.findall(r"os\.environ(?:\.get\(|\[)\s*\"([A-Z][A-Z0-9_]*)\"", source)
-    return set(helpers) | set(direct)
+    # env_secret(NAME) also reads NAME_FILE, the path of a file holding it (a mounted Secret).
+    from_files = {f"{name}_FILE" for name in settings_secret_reads()}
+    return set(helpers) | set(direct) | from_files
+
+
+def settings_secret_reads() -> set[str]:
+    """The settings read through env_secret: from NAME, or from the file NAME_FILE names."""
+    source = (REPO / "videomp3" / "settings.py").read_text()
+    return set(re.findall(r"env_secret\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
 
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T|m)?$")

@@ -8,7 +8,6 @@ import pytest
 import yaml
 from django.conf import settings
 
-from core import broker
 from core.media import ffmpeg
 from tests.deploy.conftest import (
     APP_ROLES,
@@ -18,6 +17,7 @@ from tests.deploy.conftest import (
     REPO,
     by_kind,
     generated,
+    migrate_job,
     named,
     quantity,
     settings_env_reads,
@@ -46,7 +46,7 @@ DEFAULT_MAX_UPLOAD_SIZE = 2 * 1024**3
 def app_pod_specs(objects: list[dict]) -> dict[str, dict]:
     """The pod spec of each videomp3 Deployment and of the migrate Job, by object name."""
     specs = {name: named(objects, "Deployment", name)["spec"]["template"]["spec"] for name in DEPLOYMENT_ROLES}
-    specs["videomp3-migrate"] = named(objects, "Job", "videomp3-migrate")["spec"]["template"]["spec"]
+    specs["videomp3-migrate"] = migrate_job(objects)["spec"]["template"]["spec"]
     return specs
 
 
@@ -70,7 +70,7 @@ def max_upload_size(objects: list[dict]) -> int:
 def test_every_overlay_renders_the_app_roles(rendered, overlay):
     objects = rendered[overlay]
     assert set(DEPLOYMENT_ROLES) <= {item["metadata"]["name"] for item in by_kind(objects, "Deployment")}
-    named(objects, "Job", "videomp3-migrate")
+    migrate_job(objects)
     assert {item["metadata"].get("namespace") for item in objects if item["kind"] != "Namespace"} == {"videomp3"}
 
 
@@ -160,7 +160,7 @@ def test_each_pod_runs_its_role_through_the_image_entrypoint(rendered, overlay):
         assert "command" not in container, f"{name}: the image's ENTRYPOINT picks the command from the role"
         images.add(container["image"])
         for init in pod.get("initContainers", []):
-            assert init["args"] == ["wait-for-migrations"] and init["image"] == container["image"]
+            assert init["args"][0] == "wait-for-migrations" and init["image"] == container["image"]
     assert len(images) == 1, f"one image for every role, found {images}"
     assert {*DEPLOYMENT_ROLES.values(), "migrate"} == set(APP_ROLES)
 
@@ -241,14 +241,14 @@ def test_config_and_secret_references_resolve(rendered, overlay):
     config_name = generated(objects, "ConfigMap", "videomp3-config")["metadata"]["name"]
     secret_names = {item["metadata"]["name"] for item in by_kind(objects, "Secret")}
     for name, pod in app_pod_specs(objects).items():
-        for container in pod.get("initContainers", []) + pod["containers"]:
-            sources = container["envFrom"]
-            assert sources[0] == {"configMapRef": {"name": config_name}}, name
-            secret = sources[1]["secretRef"]["name"]
-            if overlay == "production":
-                assert secret == "videomp3-secrets", "production's Secret is created out of band under this name"
-            else:
-                assert secret in secret_names, f"{name}: Secret {secret} is not in the overlay"
+        if name != "videomp3-migrate":  # the Job reads no generated ConfigMap (k8s/base/migrate.yaml)
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                assert container["envFrom"] == [{"configMapRef": {"name": config_name}}], name
+        [secret] = [volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume]
+        if overlay == "production":
+            assert secret == "videomp3-secrets", "production's Secret is created out of band under this name"
+        else:
+            assert secret in secret_names, f"{name}: Secret {secret} is not in the overlay"
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -497,28 +497,25 @@ TRIGGER_AUTHENTICATION_SCHEMA = {
         },
     },
 }
-# The rabbitmq scaler's documented metadata fields.
-RABBITMQ_TRIGGER_FIELDS = {
+# The mysql scaler's documented metadata fields.
+MYSQL_TRIGGER_FIELDS = {
+    "query",
+    "queryValue",
+    "activationQueryValue",
+    "connectionStringFromEnv",
     "host",
     "hostFromEnv",
-    "protocol",
-    "mode",
-    "value",
-    "activationValue",
-    "queueName",
-    "vhostName",
-    "useRegex",
-    "excludeUnacknowledged",
-    "pageSize",
-    "operation",
-    "timeout",
-    "unsafeSsl",
+    "port",
+    "portFromEnv",
+    "dbName",
+    "username",
+    "passwordFromEnv",
 }
 
 
 def _keda_objects(objects):
     return named(objects, "ScaledObject", "videomp3-converter"), named(
-        objects, "TriggerAuthentication", "videomp3-rabbitmq"
+        objects, "TriggerAuthentication", "videomp3-mysql"
     )
 
 
@@ -536,7 +533,7 @@ def test_keda_objects_match_their_schema(validator, rendered):
     validator.validate(as_hpa, KUBERNETES_VERSIONS[0], strict=True)
 
 
-def test_keda_scales_the_converter_on_the_video_queue_with_the_apps_broker_url(rendered):
+def test_keda_scales_the_converter_through_its_own_mysql_connection(rendered):
     objects = rendered["production"]
     scaled_object, authentication = _keda_objects(objects)
     spec = scaled_object["spec"]
@@ -545,15 +542,14 @@ def test_keda_scales_the_converter_on_the_video_queue_with_the_apps_broker_url(r
     named(objects, "Deployment", spec["scaleTargetRef"]["name"])
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     [trigger] = spec["triggers"]
-    assert trigger["type"] == "rabbitmq"
+    assert trigger["type"] == "mysql"
     metadata = trigger["metadata"]
-    assert set(metadata) <= RABBITMQ_TRIGGER_FIELDS, set(metadata) - RABBITMQ_TRIGGER_FIELDS
-    assert metadata["mode"] == "QueueLength" and metadata["protocol"] == "amqp"
-    assert float(metadata["value"]) > 0
-    assert metadata["queueName"] == config_data(objects)["QUEUE_PREFIX"] + broker.VIDEO
+    assert set(metadata) <= MYSQL_TRIGGER_FIELDS, set(metadata) - MYSQL_TRIGGER_FIELDS
+    assert float(metadata["queryValue"]) > 0
     assert trigger["authenticationRef"]["name"] == authentication["metadata"]["name"]
     [reference] = authentication["spec"]["secretTargetRef"]
-    assert reference == {"parameter": "host", "name": "videomp3-secrets", "key": "AMQP_URL"}
+    # KEDA wants a Go DSN, not the app's DATABASE_URL: a Secret of its own, which the app never reads.
+    assert reference == {"parameter": "connectionString", "name": "videomp3-keda", "key": "MYSQL_CONNECTION_STRING"}
 
 
 def test_keda_is_only_in_production(rendered):

@@ -57,12 +57,25 @@ def job_renew_lease(*, job_id, lease_owner: str) -> bool:
     )
 
 
+# A converter that is stopping (scaled in, rolled) hands its job back at most this often per job, so
+# rollouts and scale-ins cannot restart a long conversion forever. A hand-back counts as a restart in
+# `recoveries`, like a dead worker's, toward MAX_CRASH_RECOVERIES; a job restarted once already (either
+# way) is finished by the stopping converter instead, within the pod's grace period (k8s/base/converter.yaml).
+MAX_HANDBACKS = 1
+
+
+def job_may_hand_back(job: Job) -> bool:
+    """Whether a stopping converter may give this claimed job back, or must finish it before it exits."""
+    return job.recoveries < MAX_HANDBACKS
+
+
 def job_release(*, job_id, lease_owner: str) -> None:
-    """converting -> queued at once: the worker hands the job back (shutdown)."""
+    """converting -> queued at once: the worker hands the job back (shutdown), counted as a restart."""
     with transaction.atomic():
         released = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
             status=Job.Status.QUEUED,
             progress=0,
+            recoveries=F("recoveries") + 1,
             lease_owner="",
             lease_expires_at=None,
             published_at=None,
