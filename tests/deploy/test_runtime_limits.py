@@ -24,11 +24,15 @@ def _web_container(objects: list[dict]) -> tuple[dict, dict]:
 
 def _settings_in_the_pod(objects: list[dict], container: dict) -> tuple[int, int, str]:
     """The settings the web container starts with: its ConfigMap and env, secrets as placeholders."""
+    configured = {
+        **generated(objects, "ConfigMap", "videomp3-config")["data"],
+        **{item["name"]: item["value"] for item in container.get("env", []) if "value" in item},
+    }
     env = {
         "PATH": "/usr/bin:/bin",
         "DJANGO_SETTINGS_MODULE": "videomp3.settings",
-        **generated(objects, "ConfigMap", "videomp3-config")["data"],
-        **{item["name"]: item["value"] for item in container.get("env", []) if "value" in item},
+        # The pod reads its secrets from the mounted Secret (NAME_FILE); here they are placeholders instead.
+        **{name: value for name, value in configured.items() if not name.endswith("_FILE")},
         "SECRET_KEY": "placeholder-secret-key-0123456789abcdefghij",
         "JWT_SIGNING_KEY": "placeholder-jwt-key-0123456789abcdefghijkl",
         "DATABASE_URL": "mysql://videomp3@127.0.0.1:3306/videomp3",
