@@ -45,7 +45,7 @@ def test_the_roles_run_as_the_kubernetes_base_runs_them():
 
 def test_the_check_shows_every_behaviour_the_issue_asks_for():
     default_steps = re.search(r"steps=\(tools base build (.+)\)", SCRIPT).group(1).split()
-    for step in ("roles", "health", "convert", "stop", "drain", "migrate", "secrets", "contents", "size"):
+    for step in ("roles", "health", "convert", "stop", "drain", "migrate", "secrets", "contents", "logs", "size"):
         assert step in default_steps and f"step_{step}() {{" in SCRIPT
 
 
