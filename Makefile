@@ -10,7 +10,7 @@ ifneq (,$(findstring mysql,$(DATABASE_URL)))
 STAMP += $(VENV)/.installed-mysql-$(shell cksum < requirements-mysql.txt | cut -d' ' -f1)
 endif
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install clean image-check
 
 $(VENV)/.installed-mysql-%: | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -r requirements-mysql.txt
@@ -43,6 +43,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## make image-check: build the image and run its four roles in podman (as root; see the README's containers section).
+image-check: $(STAMP)
+	docker/image-check
 
 clean:
 	rm -rf $(VENV) var staticfiles
