@@ -60,6 +60,8 @@ RUN SECRET_KEY=collectstatic-only-not-a-secret-0000000000 \
     JWT_SIGNING_KEY=collectstatic-only-not-a-secret-1111111111 \
     ALLOWED_HOSTS=build.invalid \
     DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
+    MONGODB_URI=mongodb://build.invalid/ \
+    AMQP_URL=amqp://build.invalid/ \
     python manage.py collectstatic --noinput \
     && python -m compileall -q /app \
     && rm -f /tmp/collectstatic.sqlite3
