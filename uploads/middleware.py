@@ -26,35 +26,57 @@ class PartialUploadCleanupMiddleware:
                     handler.upload_interrupted()
 
 
-# Seconds a client refused for capacity is told to wait: an upload in progress takes minutes.
-UPLOAD_CAPACITY_RETRY_AFTER_SECONDS = 60
+# Seconds a client refused for capacity is told to wait before it sends the file again: an upload in
+# progress ends within minutes, and a refused one costs only its headers.
+UPLOAD_CAPACITY_RETRY_AFTER_SECONDS = 10
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Bodies this small are not counted: two of Django's in-memory upload sizes.
+SMALL_BODY_BYTES = 4 * 1024**2
 
 
 class ConcurrentUploadLimitMiddleware:
-    """At most MAX_CONCURRENT_UPLOADS multipart bodies in this process at once; one more answers 503
-    with Retry-After before a byte of its body is read.
+    """At most MAX_CONCURRENT_UPLOADS multipart bodies in this process at once, reserving twice their
+    Content-Length out of UPLOAD_SPOOL_BYTES; one more answers 503 with Retry-After before a byte of its
+    body is read.
 
     Every multipart file part is spooled whole to FILE_UPLOAD_TEMP_DIR and its audio extracted beside
-    it, so the uploads a pod takes at once must fit its /tmp (k8s/base/web.yaml sizes it from this
-    cap); past that the kubelet evicts the pod and every upload in it is lost. The cap also keeps
-    threads free for pages, polls and downloads while uploads hold theirs for minutes.
+    it, so what a pod takes at once must fit its /tmp (k8s/base/web.yaml sizes it from the budget); past
+    that the kubelet evicts the pod and every upload in it is lost. The count keeps threads free for
+    pages, polls and downloads while uploads hold theirs for minutes.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.slots = threading.BoundedSemaphore(settings.MAX_CONCURRENT_UPLOADS)
+        self.lock = threading.Lock()
+        self.uploads = 0
+        self.reserved = 0
 
     def __call__(self, request):
-        is_upload = request.method in _BODY_METHODS and request.content_type == "multipart/form-data"
-        if not is_upload:
+        if request.method not in _BODY_METHODS or request.content_type != "multipart/form-data":
             return self.get_response(request)
-        if not self.slots.acquire(blocking=False):
-            return _at_capacity()
+        # A missing or malformed length is answered by the upload view (400), which reads no body either.
+        try:
+            declared = max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+        except ValueError:
+            declared = 0
+        if 0 < declared <= SMALL_BODY_BYTES:
+            # A preflight check's head and tail, a short clip: read at once, it holds no thread for long.
+            return self.get_response(request)
+        # Body and extracted audio; a body past the size limit is refused unread, so it needs no room.
+        needed = 2 * min(declared, settings.MAX_UPLOAD_SIZE + 64 * 1024)
+        with self.lock:
+            # Alone, an upload is always taken: the budget is meant to hold one of MAX_UPLOAD_SIZE.
+            room = self.reserved + needed <= settings.UPLOAD_SPOOL_BYTES or self.uploads == 0
+            if self.uploads >= settings.MAX_CONCURRENT_UPLOADS or not room:
+                return _at_capacity()
+            self.uploads += 1
+            self.reserved += needed
         try:
             return self.get_response(request)
         finally:
-            self.slots.release()
+            with self.lock:
+                self.uploads -= 1
+                self.reserved -= needed
 
 
 def _at_capacity() -> JsonResponse:

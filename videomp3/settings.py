@@ -209,11 +209,14 @@ MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 2 * 1024**3)
 # Uploads go to a temp file past this size, so a large video is never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
-# Uploads one web process receives at once (uploads.middleware); one more answers 503 with Retry-After.
-# Each needs room in FILE_UPLOAD_TEMP_DIR for its body and its extracted audio (up to twice
-# MAX_UPLOAD_SIZE), and holds a gunicorn thread for minutes: one per 8 threads leaves the others to
-# pages, polls and downloads, and keeps the web pod's /tmp within a node's disk (k8s/base/web.yaml).
-MAX_CONCURRENT_UPLOADS = env_int("MAX_CONCURRENT_UPLOADS", max(1, env_int("GUNICORN_THREADS", 8) // 8))
+# What one web process takes in at once (uploads.middleware); one more upload answers 503 with Retry-After
+# before its body is read. Two limits: threads, since an upload holds one for minutes (two stay free for
+# pages, polls and downloads), and disk, since each upload needs room in FILE_UPLOAD_TEMP_DIR for its body
+# and the audio extracted from it (at most as large): it reserves twice its Content-Length out of
+# UPLOAD_SPOOL_BYTES, which the web pod's /tmp holds per process (k8s/base/web.yaml). So many small
+# uploads go through side by side, and one of MAX_UPLOAD_SIZE always fits.
+MAX_CONCURRENT_UPLOADS = env_int("MAX_CONCURRENT_UPLOADS", max(1, env_int("GUNICORN_THREADS", 8) - 2))
+UPLOAD_SPOOL_BYTES = env_int("UPLOAD_SPOOL_BYTES", 2 * MAX_UPLOAD_SIZE)
 FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.SizeLimitedTemporaryFileUploadHandler"]
 KEEP_SOURCE_VIDEOS = env_bool("KEEP_SOURCE_VIDEOS", False)
 # Per-user limits (0: none). Stored bytes count the user's videos and MP3s still in GridFS; a new upload

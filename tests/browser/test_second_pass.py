@@ -268,3 +268,28 @@ def test_small_things_read_right(page, live_system):
     facts = page.locator(".facts")
     expect(facts).not_to_contain_text("no:")
     expect(facts).to_contain_text("This MP3 comes from an earlier conversion")
+
+
+def test_an_upload_that_finds_the_server_full_waits_and_goes_through(page, live_system):
+    """The web process takes MAX_CONCURRENT_UPLOADS uploads at once (the live system's: 4 threads - 2);
+    one more is answered 503 with Retry-After, and the page waits for room instead of failing."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from tests.support.slow_uploads import held_upload
+
+    user = user_create()
+    # Past the 4 MiB a body may have without counting (a preflight check, a short clip).
+    clip = named_media(live_system.media_dir, "wav_pcm", "waiting-room.wav", seconds=100.0)
+    assert clip.stat().st_size > 4 * 1024**2
+    sign_in(page, live_system, user.email)
+    token = str(AccessToken.for_user(user))
+    held = 20 * 1024**2  # under the live system's MAX_UPLOAD_SIZE, so they are taken in and held
+    with (
+        held_upload(live_system.base_url, token, announced_size=held),
+        held_upload(live_system.base_url, token, announced_size=held),
+    ):
+        choose_files(page, [clip])
+        row = page.locator("li.upload", has=page.get_by_text(clip.name, exact=True))
+        expect(row.locator(".upload-status")).to_have_text("Waiting for room on the server…")
+        expect(row.locator(".upload-error")).to_be_hidden()
+    wait_done(page, clip.name, timeout=60_000)  # the held uploads ended: it was sent on its own

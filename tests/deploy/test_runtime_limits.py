@@ -12,7 +12,7 @@ from tests.deploy.conftest import OVERLAYS, REPO, generated, named, quantity
 SMALL_FILES_HEADROOM = 1024**3
 PRINT_UPLOAD_SETTINGS = (
     "import django, json; django.setup(); from django.conf import settings; "
-    "print(json.dumps([settings.MAX_CONCURRENT_UPLOADS, settings.MAX_UPLOAD_SIZE, settings.FILE_UPLOAD_TEMP_DIR]))"
+    "print(json.dumps([settings.UPLOAD_SPOOL_BYTES, settings.MAX_UPLOAD_SIZE, settings.FILE_UPLOAD_TEMP_DIR]))"
 )
 
 
@@ -23,7 +23,8 @@ def _web_container(objects: list[dict]) -> tuple[dict, dict]:
 
 
 def _settings_in_the_pod(objects: list[dict], container: dict) -> tuple[int, int, str]:
-    """The settings the web container starts with: its ConfigMap and env, secrets as placeholders."""
+    """UPLOAD_SPOOL_BYTES, MAX_UPLOAD_SIZE and FILE_UPLOAD_TEMP_DIR as the web container starts with them:
+    its ConfigMap and env, secrets as placeholders."""
     configured = {
         **generated(objects, "ConfigMap", "videomp3-config")["data"],
         **{item["name"]: item["value"] for item in container.get("env", []) if "value" in item},
@@ -43,22 +44,24 @@ def _settings_in_the_pod(objects: list[dict], container: dict) -> tuple[int, int
         [sys.executable, "-c", PRINT_UPLOAD_SETTINGS], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    cap, max_size, temp_dir = json.loads(result.stdout.strip().splitlines()[-1])
-    return cap, max_size, temp_dir
+    spool, max_size, temp_dir = json.loads(result.stdout.strip().splitlines()[-1])
+    return spool, max_size, temp_dir
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_web_pods_tmp_holds_every_upload_it_accepts_at_once(rendered, overlay):
     objects = rendered[overlay]
     pod, container = _web_container(objects)
-    cap, max_size, temp_dir = _settings_in_the_pod(objects, container)
+    spool, max_size, temp_dir = _settings_in_the_pod(objects, container)
     workers = int(next(item["value"] for item in container["env"] if item["name"] == "WEB_CONCURRENCY"))
     assert temp_dir == "/tmp", "uploads must be spooled to the sized emptyDir"
-    # Each upload: its spooled body and the audio ffmpeg extracts from it (at most as large).
-    needed = workers * cap * 2 * max_size + SMALL_FILES_HEADROOM
+    # Each upload reserves its spooled body and the audio ffmpeg extracts from it (at most as large) out of
+    # each process's budget, which must hold one of the largest size.
+    assert spool >= 2 * max_size, "an upload of MAX_UPLOAD_SIZE would never find room"
+    needed = workers * spool + SMALL_FILES_HEADROOM
     tmp = next(volume for volume in pod["volumes"] if volume["name"] == "tmp")
     size_limit = quantity(tmp["emptyDir"]["sizeLimit"])
-    assert size_limit >= needed, f"{workers} workers x {cap} uploads need {needed / 1024**3:.1f} GiB of /tmp"
+    assert size_limit >= needed, f"{workers} workers' upload budgets need {needed / 1024**3:.1f} GiB of /tmp"
     resources = container["resources"]
     assert quantity(resources["requests"]["ephemeral-storage"]) >= size_limit, "schedule where /tmp fits"
     assert quantity(resources["limits"]["ephemeral-storage"]) >= size_limit

@@ -61,7 +61,8 @@ def web_server(log_path: Path, *, threads: int = 4, production_config: bool = Fa
                 "120",
             ],
             cwd=PROJECT_DIR,
-            env=role_env(**env_overrides),
+            # GUNICORN_THREADS as the image sets it beside --threads: the upload cap's default follows it.
+            env=role_env(GUNICORN_THREADS=str(threads), **env_overrides),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

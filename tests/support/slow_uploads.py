@@ -67,9 +67,13 @@ def headers_only_upload(base_url: str, token: str, *, announced_size: int = 1024
         return read_response(sock)
 
 
-def complete_empty_upload(base_url: str, token: str) -> int:
-    """A whole upload of an empty file: answered at once (422 when a slot was free, 503 when not)."""
-    body = _file_part_start() + f"\r\n--{BOUNDARY}--\r\n".encode()
+def complete_empty_upload(base_url: str, token: str, *, zeros: int = 0) -> int:
+    """A whole upload of a file of `zeros` zero bytes (none: empty), sent at once: answered 422 when it was
+    taken in (not a video), 503 when the server had no room for it."""
+    body = _file_part_start() + b"\0" * zeros + f"\r\n--{BOUNDARY}--\r\n".encode()
     with socket.create_connection(_address(base_url), timeout=30) as sock:
-        sock.sendall(_head(token, len(body)) + body)
+        try:
+            sock.sendall(_head(token, len(body)) + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered before the body was all sent (503): the answer is waiting to be read
         return read_response(sock)[0]

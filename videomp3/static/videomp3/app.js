@@ -174,6 +174,16 @@
     }
   }
 
+  /** A 503 that says the server is receiving all the uploads it can hold right now (uploads_at_capacity). */
+  function atCapacity(status, text) {
+    if (status !== 503) return false;
+    try {
+      return JSON.parse(text).code === "uploads_at_capacity";
+    } catch (_) {
+      return false;
+    }
+  }
+
   function detailOf(status, text) {
     try {
       const body = JSON.parse(text);
@@ -1056,15 +1066,28 @@
         await api("POST", `${config.jobsUrl}check/`, { body: form });
       } catch (error) {
         // A refusal is the server's word on this file; an outage or an older server leaves it to the upload.
-        if (error.status >= 400 && error.status < 500 && ![404, 405, 408].includes(error.status)) refusal = error;
+        if ((error.status >= 400 && error.status < 500 && ![404, 405, 408].includes(error.status)) || error.status === 503) refusal = error;
       }
       if (item.state !== "checking") return; // cancelled meanwhile
+      if (refusal && atCapacity(refusal.status, refusal.responseText)) return waitForRoom(item);
       if (refusal) {
         showOptionErrors(optionsForm(), refusal.responseText);
         fail(item, refusal.message, false, refusalDetails(refusal.responseText, refusal.message));
         return;
       }
       send(item);
+    }
+
+    /** The server is receiving all the uploads it can hold (503 uploads_at_capacity): wait, then send again. */
+    function waitForRoom(item, seconds) {
+      const delay = Math.min(60, seconds > 0 ? seconds : 10);
+      setState(item, "paused");
+      item.bar.hidden = true;
+      setStatus(item, "Waiting for room on the server…");
+      window.setTimeout(() => {
+        if (item.state === "paused") start(item);
+      }, delay * 1000);
+      pump();
     }
 
     function send(item) {
@@ -1108,6 +1131,8 @@
           announce(`${item.file.name} is uploaded and queued for conversion.`);
           if (job) onUploaded(job);
           forget(item, 6000);
+        } else if (atCapacity(xhr.status, xhr.responseText)) {
+          waitForRoom(item, Number(xhr.getResponseHeader("Retry-After")));
         } else if (xhr.status === 401) {
           fail(item, "Your session has ended. Sign in again, then upload the file again.", false);
         } else {
@@ -1206,7 +1231,7 @@
       }
     });
 
-    return { active: activeCount, pending: () => items.filter((item) => ["waiting", "uploading"].includes(item.state)).length };
+    return { active: activeCount, pending: () => items.filter((item) => ["waiting", "checking", "paused", "uploading"].includes(item.state)).length };
   }
 
   // ---- one job's page ------------------------------------------------------------------------------------
