@@ -68,12 +68,20 @@ def headers_only_upload(base_url: str, token: str, *, announced_size: int = 1024
 
 
 def complete_empty_upload(base_url: str, token: str, *, zeros: int = 0) -> int:
-    """A whole upload of a file of `zeros` zero bytes (none: empty), sent at once: answered 422 when it was
-    taken in (not a video), 503 when the server had no room for it."""
+    """A whole upload of a file of `zeros` zero bytes (none: empty): answered 422 when it was taken in (not
+    a video), 503 when the server had no room for it.
+
+    The body goes only once the headers drew no answer for a moment: a server that refuses before the body
+    closes the connection, and a client still sending would meet a reset that can swallow the answer."""
     body = _file_part_start() + b"\0" * zeros + f"\r\n--{BOUNDARY}--\r\n".encode()
     with socket.create_connection(_address(base_url), timeout=30) as sock:
+        sock.sendall(_head(token, len(body)))
+        sock.settimeout(1.5)
         try:
-            sock.sendall(_head(token, len(body)) + body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered before the body was all sent (503): the answer is waiting to be read
+            early = sock.recv(65536, socket.MSG_PEEK)
+        except TimeoutError:
+            early = b""
+        sock.settimeout(30)
+        if not early:
+            sock.sendall(body)
         return read_response(sock)[0]
