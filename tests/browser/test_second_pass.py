@@ -196,10 +196,16 @@ def test_a_new_upload_row_is_in_view_at_both_widths(page, live_system):
         ).focus()  # as a user who just set an option further down
         choose_files(page, [clip])
         row = page.locator("li.upload").last
-        expect(row).to_be_in_viewport()
-        header = page.locator(".topbar").bounding_box()
-        page.wait_for_timeout(600)  # the smooth scroll has ended
-        assert row.bounding_box()["y"] >= header["y"] + header["height"] - 1, "the row is under the header"
+        # Whole, and clear of the sticky header, once the page's smooth scroll has brought it there.
+        page.wait_for_function(
+            """row => {
+                const r = row.getBoundingClientRect();
+                const bar = document.querySelector('.topbar').getBoundingClientRect();
+                return r.height > 0 && r.top >= bar.bottom - 1 && r.bottom <= window.innerHeight;
+            }""",
+            arg=row.element_handle(),
+            timeout=10_000,
+        )
         wait_done(page, clip.name)
         Job.objects.filter(owner=user).delete()
         page.reload()
