@@ -260,6 +260,10 @@ SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 25)
 FFMPEG_TIME_LIMIT_BASE = env_int("FFMPEG_TIME_LIMIT_BASE", 120)
 FFMPEG_TIME_LIMIT_FACTOR = env_int("FFMPEG_TIME_LIMIT_FACTOR", 2)
 FFMPEG_MEMORY_LIMIT_MB = env_int("FFMPEG_MEMORY_LIMIT_MB", 2048)
+# ffmpeg children one web process runs at once at upload (extracting the audio, grabbing the cover frame);
+# more uploads reaching that step wait their turn. With FFMPEG_MEMORY_LIMIT_MB it bounds what the web pod's
+# memory must hold beside its workers (k8s/base/web.yaml).
+UPLOAD_FFMPEG_CONCURRENCY = env_int("UPLOAD_FFMPEG_CONCURRENCY", 2)
 # Tests only: named points where a worker SIGKILLs itself (core/failpoints.py).
 FAILPOINTS = env_list("FAILPOINTS")
 # Touched by the consume loop; a liveness probe checks its age.

@@ -104,6 +104,27 @@ def test_the_converter_memory_limit_leaves_room_for_ffmpegs_own_limit_and_the_wo
     )
 
 
+WEB_WORKER_MEMORY = 384 * 2**20  # a gunicorn worker (make bench: 156 MiB at its peak, with its ffmpeg)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_web_memory_limit_holds_its_workers_and_their_ffmpeg_children_at_upload(rendered, overlay):
+    """The web role runs ffmpeg at upload (audio extraction, the cover frame), UPLOAD_FFMPEG_CONCURRENCY
+    per process, each within FFMPEG_MEMORY_LIMIT_MB as the web container sets it."""
+    objects = rendered[overlay]
+    [container] = _pod(objects, "videomp3-web")["containers"]
+    env = {**_config(objects), **{item["name"]: item["value"] for item in container["env"] if "value" in item}}
+    ffmpeg_mb = int(env.get("FFMPEG_MEMORY_LIMIT_MB", settings.FFMPEG_MEMORY_LIMIT_MB))
+    children = int(env.get("UPLOAD_FFMPEG_CONCURRENCY", settings.UPLOAD_FFMPEG_CONCURRENCY))
+    workers = int(env["WEB_CONCURRENCY"])
+    limit = quantity(container["resources"]["limits"]["memory"])
+    needed = workers * (WEB_WORKER_MEMORY + children * ffmpeg_mb * 2**20)
+    assert limit >= needed, (
+        f"{workers} workers with {children} ffmpeg children of {ffmpeg_mb} MiB need {needed / 2**20:.0f} MiB; "
+        f"the pod's limit is {limit / 2**20:.0f} MiB, so the OOM killer would end every upload in it"
+    )
+
+
 # --- 7: a migrate Job per release, with deadlines ---------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import unicodedata
 import uuid
 from contextlib import contextmanager
@@ -143,6 +144,20 @@ def _content_sha256(upload: UploadedFile, path: str) -> str:
     return digest.hexdigest()
 
 
+_ffmpeg_turns: threading.BoundedSemaphore | None = None
+_ffmpeg_turns_lock = threading.Lock()
+
+
+def _ffmpeg_turn() -> threading.BoundedSemaphore:
+    """A turn among this process's UPLOAD_FFMPEG_CONCURRENCY ffmpeg children at upload: each within
+    FFMPEG_MEMORY_LIMIT_MB, so the web pod's memory limit can hold them all beside the workers."""
+    global _ffmpeg_turns
+    with _ffmpeg_turns_lock:
+        if _ffmpeg_turns is None:
+            _ffmpeg_turns = threading.BoundedSemaphore(max(1, settings.UPLOAD_FFMPEG_CONCURRENCY))
+        return _ffmpeg_turns
+
+
 def _extraction_limits(info: probe.MediaInfo) -> ffmpeg.ChildLimits:
     return ffmpeg.ChildLimits.for_duration(
         info.duration,
@@ -179,7 +194,7 @@ def _store_for_conversion(
 
     limits = _extraction_limits(info)
     try:
-        with workdirs.locked_temp_dir("extract", parent=settings.FILE_UPLOAD_TEMP_DIR) as workdir:
+        with _ffmpeg_turn(), workdirs.locked_temp_dir("extract", parent=settings.FILE_UPLOAD_TEMP_DIR) as workdir:
             fields: dict = {}
             source, source_type, source_name = path, "application/octet-stream", filename
             if info.video_codecs:
