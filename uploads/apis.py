@@ -30,10 +30,7 @@ from uploads.serializers import (
     UploadSerializer,
 )
 from uploads.services import deletion, intake, recovery
-from uploads.upload_handlers import FieldsFirstMultiPartParser, UploadTooLarge
-
-# Multipart framing around the file: a request past this much over the limit cannot fit.
-MULTIPART_OVERHEAD = 64 * 1024
+from uploads.upload_handlers import MULTIPART_OVERHEAD, FieldsFirstMultiPartParser, UploadTooLarge
 
 
 class StoreUnavailable(APIException):

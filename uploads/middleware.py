@@ -3,7 +3,7 @@ import threading
 from django.conf import settings
 from django.http import JsonResponse
 
-from uploads.upload_handlers import SizeLimitedTemporaryFileUploadHandler
+from uploads.upload_handlers import MULTIPART_OVERHEAD, SizeLimitedTemporaryFileUploadHandler
 
 
 class PartialUploadCleanupMiddleware:
@@ -63,7 +63,7 @@ class ConcurrentUploadLimitMiddleware:
             # A preflight check's head and tail, a short clip: read at once, it holds no thread for long.
             return self.get_response(request)
         # Body and extracted audio; a body past the size limit is refused unread, so it needs no room.
-        needed = 2 * min(declared, settings.MAX_UPLOAD_SIZE + 64 * 1024)
+        needed = 2 * min(declared, settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD)
         with self.lock:
             # Alone, an upload is always taken: the budget is meant to hold one of MAX_UPLOAD_SIZE.
             room = self.reserved + needed <= settings.UPLOAD_SPOOL_BYTES or self.uploads == 0

@@ -19,6 +19,9 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import DataAndFiles, MultiPartParser, get_encoding
 
+# Multipart framing around the file: a request past this much over the limit cannot fit.
+MULTIPART_OVERHEAD = 64 * 1024
+
 
 class UploadTooLarge(APIException):
     status_code = 413

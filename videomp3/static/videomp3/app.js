@@ -1035,6 +1035,8 @@
       pump();
     }
 
+    const appendOptions = (form, options) => Object.entries(options).forEach(([name, value]) => form.append(name, value));
+
     /**
      * Before a byte of the body is sent, the server checks the options and the file's first and last MiB
      * (POST /api/jobs/check/): most layouts keep their streams and length there (an MP4's index at either
@@ -1055,7 +1057,7 @@
         }),
       );
       const form = new FormData();
-      for (const [name, value] of Object.entries(item.options)) form.append(name, value);
+      appendOptions(form, item.options);
       form.append("name", item.file.name);
       form.append("size", String(item.file.size));
       const head = Math.min(item.file.size, PROBE_BYTES);
@@ -1153,7 +1155,7 @@
       });
       // The options go first: the server refuses bad ones before it reads the file's bytes.
       const form = new FormData();
-      for (const [name, value] of Object.entries(item.options)) form.append(name, value);
+      appendOptions(form, item.options);
       form.append("file", item.file, item.file.name);
       xhr.send(form);
     }
