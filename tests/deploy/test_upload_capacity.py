@@ -18,6 +18,11 @@ CAP = 2
 COUNTED = 5 * 1024**2
 
 
+def spooling(upload_dir) -> int:
+    """Uploads whose file part is being spooled (Django's temp files): taken in, past the capacity check."""
+    return len(list(upload_dir.glob("*.upload*")))
+
+
 def test_one_upload_past_the_cap_gets_503_with_retry_after_before_its_body(tmp_path, mongodb, settings):
     token = str(AccessToken.for_user(user_create()))
     with web_server(
@@ -31,8 +36,10 @@ def test_one_upload_past_the_cap_gets_503_with_retry_after_before_its_body(tmp_p
         # Below the cap an upload is served (a file of zeros: 422).
         assert complete_empty_upload(url, token, zeros=COUNTED) == 422
         with held_upload(url, token), held_upload(url, token) as last:
-            # Once both held uploads are in their threads, the next one is refused; a small one is not counted.
-            assert wait_until(lambda: complete_empty_upload(url, token, zeros=COUNTED) == 503, timeout=30)
+            # Once both held uploads are spooling (so neither can be refused by an upload sent meanwhile),
+            # the next one is refused; a small one is not counted.
+            assert wait_until(lambda: spooling(tmp_path) == 2, timeout=30)
+            assert complete_empty_upload(url, token, zeros=COUNTED) == 503
             assert complete_empty_upload(url, token) == 422
             status, headers, body = headers_only_upload(url, token)
             assert status == 503, body
@@ -60,7 +67,8 @@ def test_uploads_share_the_spool_budget_by_their_size(tmp_path, mongodb, setting
     ) as url:
         with held_upload(url, token, announced_size=64 * 1024**2):  # reserves 128 MiB of the 200
             # Once it is in, 40 MiB more (80 reserved) does not fit beside it; 5 MiB (10) does.
-            assert wait_until(lambda: complete_empty_upload(url, token, zeros=40 * 1024**2) == 503, timeout=30)
+            assert wait_until(lambda: spooling(tmp_path) == 1, timeout=30)
+            assert complete_empty_upload(url, token, zeros=40 * 1024**2) == 503
             status, headers, body = headers_only_upload(url, token, announced_size=40 * 1024**2)
             assert status == 503 and headers["retry-after"] == "10", body
             assert complete_empty_upload(url, token, zeros=COUNTED) == 422

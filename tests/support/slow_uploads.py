@@ -53,7 +53,8 @@ def held_upload(base_url: str, token: str, *, announced_size: int = 64 * 1024**2
     thread (and an upload slot) until the block ends and the socket closes."""
     sock = socket.create_connection(_address(base_url), timeout=30)
     try:
-        sock.sendall(_head(token, announced_size) + _file_part_start() + b"\0" * 65536)
+        # Past the upload handler's 1 MiB read, so its file part is opened (spooled) at once.
+        sock.sendall(_head(token, announced_size) + _file_part_start() + b"\0" * (2 * 1024**2))
         yield sock
     finally:
         sock.close()
@@ -71,8 +72,9 @@ def complete_empty_upload(base_url: str, token: str, *, zeros: int = 0) -> int:
     """A whole upload of a file of `zeros` zero bytes (none: empty): answered 422 when it was taken in (not
     a video), 503 when the server had no room for it.
 
-    The body goes only once the headers drew no answer for a moment: a server that refuses before the body
-    closes the connection, and a client still sending would meet a reset that can swallow the answer."""
+    The body goes only once the headers drew no answer for a moment. A busy server may still answer
+    before it while the body is being sent; it then closes the connection, and the send fails with the
+    answer already received."""
     body = _file_part_start() + b"\0" * zeros + f"\r\n--{BOUNDARY}--\r\n".encode()
     with socket.create_connection(_address(base_url), timeout=30) as sock:
         sock.sendall(_head(token, len(body)))
@@ -83,5 +85,8 @@ def complete_empty_upload(base_url: str, token: str, *, zeros: int = 0) -> int:
             early = b""
         sock.settimeout(30)
         if not early:
-            sock.sendall(body)
+            try:
+                sock.sendall(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # answered before the whole body: the answer is read below
         return read_response(sock)[0]
