@@ -10,7 +10,9 @@ from datetime import datetime
 from email.utils import format_datetime
 
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
-PODCAST = "https://podcastindex.org/namespace/1.0"
+# The Podcasting 2.0 namespace by its original URI, which the spec keeps valid and every reader knows
+# (AntennaPod takes both spellings; gPodder's podcastparser only this one, not https://podcastindex.org/namespace/1.0).
+PODCAST = "https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/1.0.md"
 ATOM = "http://www.w3.org/2005/Atom"
 for _prefix, _uri in (("itunes", ITUNES), ("podcast", PODCAST), ("atom", ATOM)):
     ET.register_namespace(_prefix, _uri)
