@@ -61,6 +61,13 @@ def _usable_share(token: str):
     return share, None
 
 
+def _clock(seconds: float | None) -> str:
+    """3:07 or 1:02:07, as players show a length."""
+    whole = max(0, round(seconds or 0))
+    hours, minutes, rest = whole // 3600, whole % 3600 // 60, whole % 60
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
+
+
 @require_GET
 def share_page(request, token: str):
     share, refusal = _usable_share(token)
@@ -72,7 +79,7 @@ def share_page(request, token: str):
         "mp3_url": reverse("share-mp3", args=[token]),
         "filename": job.mp3_filename,
         "mp3_size": job.mp3_size,
-        "duration": feed_xml.itunes_duration(job.mp3_duration).removeprefix("00:"),
+        "duration": _clock(job.mp3_duration),
         "expires_at": share.expires_at,
     }
     response = render(request, "uploads/share.html", context)
