@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from core import storage
 from uploads import feed_xml, selectors
@@ -68,7 +68,7 @@ def _clock(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
 
 
-@require_GET
+@require_safe
 def share_page(request, token: str):
     share, refusal = _usable_share(token)
     if refusal:
@@ -93,15 +93,19 @@ def _text(status: int, sentence: str) -> HttpResponse:
 
 
 def _stored_mp3(request, job) -> HttpResponse:
+    """The MP3 with Range support; for HEAD (apps ask a size before downloading) its headers alone."""
     try:
-        return mp3_response(request, job)
+        response = mp3_response(request, job)
+        if request.method == "HEAD" and response.streaming:
+            response.streaming_content = iter(())  # keeps Content-Length; reads nothing from the store
+        return response
     except storage.StoredFileNotFound:
         return _text(NOT_FOUND, JOB_GONE)
     except storage.StorageError:
         return _text(503, STORE_DOWN)
 
 
-@require_GET
+@require_safe
 def share_mp3(request, token: str):
     share, refusal = _usable_share(token)
     if refusal:
@@ -142,7 +146,7 @@ def _feed_item(request, feed, job: Job) -> feed_xml.FeedItem:
     )
 
 
-@require_GET
+@require_safe
 def feed_document(request, token: str):
     feed = selectors.feed_by_token(token=token)
     if feed is None:
@@ -176,7 +180,7 @@ def feed_document(request, token: str):
     return response
 
 
-@require_GET
+@require_safe
 def feed_item_mp3(request, job_id: str, item_token: str):
     found = selectors.feed_job_for_item(job_id=job_id, item_token=item_token)
     if found is None:
@@ -184,7 +188,7 @@ def feed_item_mp3(request, job_id: str, item_token: str):
     return _stored_mp3(request, found[0])
 
 
-@require_GET
+@require_safe
 def feed_item_cover(request, job_id: str, item_token: str):
     found = selectors.feed_job_for_item(job_id=job_id, item_token=item_token)
     if found is None or not selectors.job_has_cover(job=found[0]):
@@ -202,7 +206,7 @@ def feed_item_cover(request, job_id: str, item_token: str):
     return response
 
 
-@require_GET
+@require_safe
 def feed_item_chapters(request, job_id: str, item_token: str):
     found = selectors.feed_job_for_item(job_id=job_id, item_token=item_token)
     if found is None or not found[0].mp3_chapters:

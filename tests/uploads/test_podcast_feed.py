@@ -126,6 +126,8 @@ def test_an_enclosure_downloads_and_seeks_without_any_auth_header(alice, jobs):
     part = fetch(entry.enclosures[0].href, Range="bytes=500-")
     assert part.status_code == 206 and part["Content-Range"] == f"bytes 500-{len(mp3) - 1}/{len(mp3)}"
     assert part.body == mp3[500:]
+    head = Client().head(path_of(entry.enclosures[0].href))  # apps ask the size first
+    assert head.status_code == 200 and int(head["Content-Length"]) == len(mp3)
 
 
 def test_a_revoked_or_renewed_token_gives_404_for_the_feed_and_its_enclosures(alice, jobs):
