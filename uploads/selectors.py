@@ -183,7 +183,12 @@ def share_link_by_token(*, token: str) -> ShareLink | None:
     """The link this URL token names, with its job; None for a token no link has (tampered or made up)."""
     if not re.fullmatch(tokens.TOKEN_PATTERN, token or ""):
         return None
-    return ShareLink.objects.select_related("job").filter(token_digest=tokens.token_digest(token)).first()
+    # A deactivated account shares nothing any more.
+    return (
+        ShareLink.objects.select_related("job")
+        .filter(token_digest=tokens.token_digest(token), job__owner__is_active=True)
+        .first()
+    )
 
 
 def feed_for_user(*, user) -> PodcastFeed | None:
@@ -198,7 +203,11 @@ def feed_token(*, feed: PodcastFeed) -> str:
 def feed_by_token(*, token: str) -> PodcastFeed | None:
     if not re.fullmatch(tokens.TOKEN_PATTERN, token or ""):
         return None
-    return PodcastFeed.objects.filter(token_digest=tokens.token_digest(token)).exclude(nonce="").first()
+    return (
+        PodcastFeed.objects.filter(token_digest=tokens.token_digest(token), owner__is_active=True)
+        .exclude(nonce="")
+        .first()
+    )
 
 
 def feed_item_token(*, feed: PodcastFeed, job_id) -> str:
@@ -224,7 +233,7 @@ def feed_job_for_item(*, job_id, item_token: str) -> tuple[Job, PodcastFeed] | N
     job = job_get(job_id=job_id)
     if job is None or job.status != Job.Status.DONE or not job.mp3_file_id:
         return None
-    feed = feed_for_user(user=job.owner_id)
+    feed = PodcastFeed.objects.filter(owner_id=job.owner_id, owner__is_active=True).exclude(nonce="").first()
     if feed is None or not tokens.tokens_equal(item_token, feed_item_token(feed=feed, job_id=job.id)):
         return None
     return job, feed

@@ -175,7 +175,11 @@ def test_a_second_poll_costs_a_304_by_etag_or_by_date(alice, jobs, media_files):
 
 
 def test_a_made_up_feed_token_is_404_and_the_api_needs_a_sign_in(alice, jobs):
-    feed_url(alice)
+    url = feed_url(alice)
+    enclosure = feedparser.parse(fetch(url).body).entries[0].enclosures[0].href
+    alice.user.is_active = False  # a deactivated account publishes nothing
+    alice.user.save(update_fields=["is_active"])
+    assert fetch(url).status_code == 404 and fetch(enclosure).status_code == 404
     for path in ("/feeds/" + "A" * 43 + ".xml", "/feeds/short.xml", f"/feeds/{jobs['audio'].id}/{'A' * 43}.mp3"):
         assert Client().get(path).status_code == 404, path
     assert Client().get("/api/feed/").status_code == 401

@@ -113,6 +113,9 @@ def test_a_link_answers_404_once_its_job_expired_or_was_deleted(alice, done_job)
     page = Client().get(url)
     assert page.status_code == 404 and "no longer here" in page.content.decode()
     Job.objects.filter(id=done_job.id).update(status=Job.Status.DONE)
+    alice.user.is_active = False  # a deactivated account shares nothing
+    alice.user.save(update_fields=["is_active"])
+    assert Client().get(url).status_code == 404
     deletion.job_delete(job=Job.objects.get(id=done_job.id))
     assert Client().get(url).status_code == 404 and Client().get(url + "/mp3").status_code == 404
 
