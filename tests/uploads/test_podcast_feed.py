@@ -36,6 +36,14 @@ def jobs(alice, media_files) -> dict[str, Job]:
     return {"video": Job.objects.get(id=video), "audio": Job.objects.get(id=audio)}
 
 
+@pytest.fixture
+def memo(alice, media_files) -> Job:
+    """One converted WAV, for the tests that need an episode of any kind."""
+    job_id = upload_accepted(alice, media.make_media(media_files, "wav_pcm"), name="voice memo.wav")["id"]
+    assert job_convert(job_id=job_id) == "done"
+    return Job.objects.get(id=job_id)
+
+
 def feed_url(alice) -> str:
     response = alice.post("/api/feed/")
     assert response.status_code == 200, response.content
@@ -117,10 +125,10 @@ def test_the_feed_parses_in_feedparser_and_podcastparser_with_every_field(alice,
     assert channel.findtext(f"{ITUNES}block") == "Yes"
 
 
-def test_an_enclosure_downloads_and_seeks_without_any_auth_header(alice, jobs):
+def test_an_enclosure_downloads_and_seeks_without_any_auth_header(alice, memo):
     url = feed_url(alice)
     entry = next(e for e in feedparser.parse(fetch(url).body).entries if e.title == "voice memo")
-    mp3 = stored_mp3(jobs["audio"])
+    mp3 = stored_mp3(memo)
     whole = fetch(entry.enclosures[0].href)
     assert whole.status_code == 200 and whole["Content-Type"] == "audio/mpeg" and whole.body == mp3
     part = fetch(entry.enclosures[0].href, Range="bytes=500-")
@@ -158,7 +166,7 @@ def test_an_enclosure_of_a_deleted_or_expired_job_gives_404_and_leaves_the_feed(
     assert feedparser.parse(fetch(url).body).entries == []
 
 
-def test_a_second_poll_costs_a_304_by_etag_or_by_date(alice, jobs, media_files):
+def test_a_second_poll_costs_a_304_by_etag_or_by_date(alice, memo, media_files):
     url = feed_url(alice)
     first = fetch(url)
     etag, modified = first["ETag"], first["Last-Modified"]
@@ -174,12 +182,12 @@ def test_a_second_poll_costs_a_304_by_etag_or_by_date(alice, jobs, media_files):
     assert "later" in {e.title for e in feedparser.parse(changed.body).entries}
 
 
-def test_a_made_up_feed_token_is_404_and_the_api_needs_a_sign_in(alice, jobs):
+def test_a_made_up_feed_token_is_404_and_the_api_needs_a_sign_in(alice, memo):
     url = feed_url(alice)
     enclosure = feedparser.parse(fetch(url).body).entries[0].enclosures[0].href
     alice.user.is_active = False  # a deactivated account publishes nothing
     alice.user.save(update_fields=["is_active"])
     assert fetch(url).status_code == 404 and fetch(enclosure).status_code == 404
-    for path in ("/feeds/" + "A" * 43 + ".xml", "/feeds/short.xml", f"/feeds/{jobs['audio'].id}/{'A' * 43}.mp3"):
+    for path in ("/feeds/" + "A" * 43 + ".xml", "/feeds/short.xml", f"/feeds/{memo.id}/{'A' * 43}.mp3"):
         assert Client().get(path).status_code == 404, path
     assert Client().get("/api/feed/").status_code == 401
