@@ -122,6 +122,18 @@ def _encoding_for(job, *, loudness: dict | None) -> ffmpeg.Encoding:
     )
 
 
+def _written_chapters(job, mp3: Path) -> list[dict] | None:
+    """The chapters the MP3 carries, read back for the podcast feed; None (not known) when they cannot be
+    read, which costs the feed its chapters and never the conversion."""
+    if not _job_options(job).chapters:
+        return []
+    try:
+        return probe.chapters(mp3)
+    except ffmpeg.MediaError as exc:
+        logger.warning("job %s: the MP3's chapters could not be read back: %s", job.id, exc)
+        return None
+
+
 def _download_source(job, workdir: Path) -> Path:
     """The job's audio source (or, for a job from before it, its video) as a local file."""
     source = job_selectors.job_conversion_source(job=job)
@@ -215,6 +227,7 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
                 )
                 if mp3_duration is None:
                     mp3_duration = probe.media_duration(destination)
+                mp3_chapters = _written_chapters(job, destination)
             failpoints.reached("writing", job.id)
             with timer.phase("store"):
                 stored = storage.save_path(
@@ -243,7 +256,9 @@ def _convert_claimed(job, owner: str, lease: RenewedWhileRunning, hand_back: thr
         return "failed"
     except storage.StorageError as exc:
         return leases.job_retry_later(job_id=job.id, lease_owner=owner, reason=str(exc))
-    if not leases.job_mark_done(job_id=job.id, lease_owner=owner, mp3=stored, mp3_duration=mp3_duration):
+    if not leases.job_mark_done(
+        job_id=job.id, lease_owner=owner, mp3=stored, mp3_duration=mp3_duration, mp3_chapters=mp3_chapters
+    ):
         storage.delete(storage.MP3S, mp3_id)  # only this attempt's own file
         logger.info("job %s was cancelled or taken over while its MP3 was stored; this attempt's MP3 removed", job.id)
         return "cancelled"

@@ -4,7 +4,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from core import storage
-from uploads.models import Job
+from uploads.models import Job, ShareLink
 from uploads.services import deletion, intake, recovery
 
 # Enough of an error to tell failures apart in the list; the cell's title holds the whole sentence.
@@ -97,3 +97,18 @@ class JobAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         deletion.job_delete(job=obj)
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Share links, to see what is shared and turn a link off (revoked_at); the token is not stored, so
+    nothing here opens one."""
+
+    list_display = ["job", "created_at", "expires_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["job__original_filename", "job__owner__email"]
+    fields = ["job", "created_at", "expires_at", "revoked_at"]
+    readonly_fields = ["job", "created_at", "expires_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by their owners, on the job page or through the API

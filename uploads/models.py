@@ -58,6 +58,9 @@ class Job(models.Model):
     mp3_file_id = models.CharField(max_length=64, blank=True, db_index=True)
     mp3_size = models.BigIntegerField(null=True, blank=True)
     mp3_duration = models.FloatField(null=True, blank=True)
+    # The MP3's chapters as written (start and end in seconds, title), read back by the converter, so the
+    # podcast feed can publish them without opening the file; null for jobs from before they were recorded.
+    mp3_chapters = models.JSONField(null=True, blank=True)
 
     progress = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -118,3 +121,39 @@ class MetricCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value}"
+
+
+class ShareLink(models.Model):
+    """A link anyone may use to play and download one job's MP3 until it expires or its owner revokes it.
+
+    The URL's token is derived from `nonce` (core.tokens) and only its SHA-256 is looked up, so the table
+    alone gives no working link. The link goes with its job (deleted, or its files expired: then 404)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="share_links")
+    nonce = models.CharField(max_length=64)
+    token_digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"share of {self.job_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class PodcastFeed(models.Model):
+    """A user's private podcast feed of their finished MP3s. The token in its URL is the credential:
+    derived from `nonce` (core.tokens), looked up by its SHA-256. Revoking clears both, which also voids
+    every enclosure, cover and chapters URL the feed handed out (their tokens are derived from the nonce)."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="podcast_feed")
+    nonce = models.CharField(max_length=64, blank=True)
+    token_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    # When the current address was made: the feed's Last-Modified never goes back before it.
+    created_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"feed of {self.owner_id} ({'active' if self.nonce else 'revoked'})"

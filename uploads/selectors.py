@@ -1,13 +1,17 @@
 """Reads of jobs. A user only ever sees their own: another user's job is 'not found'."""
 
+import re
 import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
+from django.utils import timezone
 
-from core import storage
-from uploads.models import Job, MetricCounter
+from core import storage, tokens
+from uploads.models import Job, MetricCounter, PodcastFeed, ShareLink
+from uploads.options import JobOptions
+from uploads.tags import id3_tags
 
 
 def job_list_for_user(*, user, status: str | None = None) -> QuerySet[Job]:
@@ -135,3 +139,101 @@ def job_counts_by_status() -> dict[str, int]:
 def metric_counters() -> dict[str, int]:
     """Every cluster-wide counter by name (uploads.services.counters); one never used reads as absent."""
     return dict(MetricCounter.objects.values_list("name", "value"))
+
+
+# --- share links and the podcast feed (uploads.services.sharing writes them)
+
+# What keeps a share link's token from ever being a feed's, and the other way round (core.tokens).
+SHARE_TOKEN_PURPOSE = "share"  # noqa: S105 - a label, not a secret
+FEED_TOKEN_PURPOSE = "feed"  # noqa: S105 - a label, not a secret
+
+
+def job_mp3_title(*, job: Job) -> str:
+    """The title the MP3 carries in its ID3 tags: the job's title option, else the source's, else the file name."""
+    options = JobOptions.from_stored(job.options)
+    return id3_tags(options, source_tags=job.source_tags, filename_title=job.mp3_filename.removesuffix(".mp3"))["title"]
+
+
+def job_has_cover(*, job: Job) -> bool:
+    """Whether the MP3 was made with the job's cover frame (a video's frame, unless the cover option is off)."""
+    return bool(job.cover_file_id) and JobOptions.from_stored(job.options).cover
+
+
+def share_link_state(*, share: ShareLink, now: datetime | None = None) -> str:
+    """ "active", "revoked" or "expired"."""
+    if share.revoked_at is not None:
+        return "revoked"
+    return "expired" if share.expires_at <= (now or timezone.now()) else "active"
+
+
+def share_link_token(*, share: ShareLink) -> str:
+    return tokens.derived_token(purpose=SHARE_TOKEN_PURPOSE, nonce=share.nonce)
+
+
+def share_links_for_job(*, job: Job) -> QuerySet[ShareLink]:
+    return ShareLink.objects.filter(job=job).order_by("-created_at")
+
+
+def share_link_get_for_job(*, job: Job, share_id) -> ShareLink | None:
+    parsed = job_id_parse(share_id)
+    return ShareLink.objects.filter(job=job, id=parsed).first() if parsed else None
+
+
+def share_link_by_token(*, token: str) -> ShareLink | None:
+    """The link this URL token names, with its job; None for a token no link has (tampered or made up)."""
+    if not re.fullmatch(tokens.TOKEN_PATTERN, token or ""):
+        return None
+    # A deactivated account shares nothing any more.
+    return (
+        ShareLink.objects.select_related("job")
+        .filter(token_digest=tokens.token_digest(token), job__owner__is_active=True)
+        .first()
+    )
+
+
+def feed_for_user(*, user) -> PodcastFeed | None:
+    """The user's feed while it has an address; None when it was never made or is revoked."""
+    return PodcastFeed.objects.filter(owner=user).exclude(nonce="").first()
+
+
+def feed_token(*, feed: PodcastFeed) -> str:
+    return tokens.derived_token(purpose=FEED_TOKEN_PURPOSE, nonce=feed.nonce)
+
+
+def feed_by_token(*, token: str) -> PodcastFeed | None:
+    if not re.fullmatch(tokens.TOKEN_PATTERN, token or ""):
+        return None
+    return (
+        PodcastFeed.objects.filter(token_digest=tokens.token_digest(token), owner__is_active=True)
+        .exclude(nonce="")
+        .first()
+    )
+
+
+def feed_item_token(*, feed: PodcastFeed, job_id) -> str:
+    """The token in the URLs of one job's enclosure, cover and chapters: void once the feed gets a new nonce."""
+    return tokens.derived_item_token(purpose=FEED_TOKEN_PURPOSE, nonce=feed.nonce, item=str(job_id))
+
+
+# A feed lists at most this many MP3s, the newest: apps read the whole document at every poll.
+FEED_MAX_ITEMS = 500
+
+
+def feed_jobs(*, feed: PodcastFeed) -> QuerySet[Job]:
+    """The finished MP3s a feed lists, newest first."""
+    return (
+        Job.objects.filter(owner_id=feed.owner_id, status=Job.Status.DONE)
+        .exclude(mp3_file_id="")
+        .order_by("-finished_at", "-created_at")[:FEED_MAX_ITEMS]
+    )
+
+
+def feed_job_for_item(*, job_id, item_token: str) -> tuple[Job, PodcastFeed] | None:
+    """The done job an enclosure URL names, when its token is right for the owner's current feed."""
+    job = job_get(job_id=job_id)
+    if job is None or job.status != Job.Status.DONE or not job.mp3_file_id:
+        return None
+    feed = PodcastFeed.objects.filter(owner_id=job.owner_id, owner__is_active=True).exclude(nonce="").first()
+    if feed is None or not tokens.tokens_equal(item_token, feed_item_token(feed=feed, job_id=job.id)):
+        return None
+    return job, feed

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from uploads import apis
+from uploads import apis, sharing_apis
 
 urlpatterns = [
     path("", apis.JobListCreateApi.as_view(), name="job-list"),
@@ -9,4 +9,6 @@ urlpatterns = [
     path("<str:job_id>/retry/", apis.JobRetryApi.as_view(), name="job-retry"),
     path("<str:job_id>/convert/", apis.JobConvertApi.as_view(), name="job-convert"),
     path("<str:job_id>/mp3", apis.JobMp3Api.as_view(), name="job-mp3"),
+    path("<str:job_id>/shares/", sharing_apis.JobSharesApi.as_view(), name="job-shares"),
+    path("<str:job_id>/shares/<str:share_id>/", sharing_apis.JobShareDetailApi.as_view(), name="job-share-detail"),
 ]

@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from uploads import options as job_options
-from uploads import selectors
+from uploads import selectors, sharing_views
 from uploads.serializers import JobSerializer
 from uploads.services.intake import human_bytes, too_large_sentence
 
@@ -59,5 +59,12 @@ def job_page(request, job_id):
     if job is None:
         raise Http404("No such job.")
     data = JobSerializer(job, context={"request": request}).data
-    context = {"job": job, "config": _page_config(request), "initial_job": data, **_output_option_choices()}
+    context = {
+        "job": job,
+        "config": _page_config(request),
+        "initial_job": data,
+        "share_links": sharing_views.share_links_listing(request, job),
+        "share_hours": sharing_views.share_hour_choices(),
+        **_output_option_choices(),
+    }
     return render(request, "uploads/job_detail.html", context)

@@ -227,6 +227,9 @@ QUOTA_QUEUED_JOBS_PER_USER = env_int("QUOTA_QUEUED_JOBS_PER_USER", 10)
 # the job stays, marked expired. `manage.py purge_expired` and every converter's housekeeping do it.
 RETENTION_DAYS = env_int("RETENTION_DAYS", 7)
 MP3_BITRATE_KBPS = env_int("MP3_BITRATE_KBPS", 192)
+# Share links: how long a new one works unless its owner chooses, and the longest an owner may choose.
+SHARE_LINK_HOURS = env_int("SHARE_LINK_HOURS", 24)
+SHARE_LINK_MAX_HOURS = env_int("SHARE_LINK_MAX_HOURS", 30 * 24)
 # The converter copies each video here before ffmpeg reads it (MP4s with the index at the end need seeking).
 CONVERSION_TEMP_DIR = env_str("CONVERSION_TEMP_DIR") or None
 

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from accounts.apis import original_login
 from uploads import apis as upload_apis
+from uploads import sharing_apis
 from videomp3 import health, metrics
 from videomp3.api_docs import SwaggerUIView
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("api/auth/", include("accounts.urls")),
     path("api/jobs/", include("uploads.urls")),
+    path("api/feed/", sharing_apis.FeedApi.as_view(), name="feed"),
     path("api/presets/", upload_apis.PresetListApi.as_view(), name="preset-list"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file (?script), so the page holds under the CSP header.

@@ -1,7 +1,7 @@
 """The browser pages (session sign-in); the API lives under /api/."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from accounts import views as account_views
 from accounts.forms import AppSetPasswordForm
@@ -10,6 +10,8 @@ from uploads import views as upload_views
 urlpatterns = [
     path("", upload_views.jobs_page, name="home"),
     path("jobs/<str:job_id>/", upload_views.job_page, name="job-page"),
+    # Share links, the podcast feed and their pages.
+    path("", include("uploads.sharing_urls")),
     # Sign in, sign up, sign out.
     path("accounts/login/", account_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", account_views.SignOutView.as_view(), name="logout"),

@@ -284,3 +284,58 @@ def _not_allowed_message(demuxer: str | None) -> str:
         f"This kind of file{kind} can't be converted. "
         "Please upload a video or audio file such as MP4, MKV, WebM, MOV, AVI, MP3 or WAV."
     )
+
+
+# --- chapters -------------------------------------------------------------------------------------------
+
+# What one chapter looks like in ffmpeg's FFMETADATA1 text: TIMEBASE=num/den, START, END, then its tags.
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _metadata_value(raw: str) -> str:
+    return _ESCAPED.sub(r"\1", raw)
+
+
+def chapters(path: str | os.PathLike) -> list[dict]:
+    """The chapters a media file carries, in order: [{"start": s, "end": s, "title": str | None}], [] for none.
+
+    Read with ffmpeg's ffmetadata muxer, which needs no ffprobe (imageio-ffmpeg ships none)."""
+    result = _run_probe(
+        [ffmpeg_path(), "-nostdin", "-v", "error", *input_options(), "-i", file_url(path), "-f", "ffmetadata", "-"]
+    )
+    if result.returncode != 0:
+        raise _probe_failure(path, result.stderr.decode(errors="replace"))
+    found: list[dict] = []
+    current: dict | None = None
+    # A value may hold an escaped newline ("\" at the end of a line): join those before splitting into lines.
+    text = result.stdout.decode(errors="replace").replace("\\\n", "\x00")
+    for line in text.splitlines():
+        if line.startswith("["):
+            current = {"timebase": "1/1000", "start": None, "end": None, "title": None} if line == "[CHAPTER]" else None
+            if current is not None:
+                found.append(current)
+            continue
+        if current is None or "=" not in line or line.startswith((";", "#")):
+            continue
+        key, _, value = line.partition("=")
+        key = key.lower()
+        if key == "timebase":
+            current["timebase"] = value
+        elif key in ("start", "end"):
+            current[key] = int(value) if value.lstrip("-").isdigit() else None
+        elif key == "title":
+            current["title"] = _metadata_value(value).replace("\x00", " ")[:200] or None
+    return [chapter for chapter in (_chapter_seconds(raw) for raw in found) if chapter is not None]
+
+
+def _chapter_seconds(raw: dict) -> dict | None:
+    numerator, _, denominator = raw["timebase"].partition("/")
+    try:
+        unit = int(numerator) / int(denominator)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if raw["start"] is None or unit <= 0:
+        return None
+    start = round(max(0, raw["start"]) * unit, 3)
+    end = round(raw["end"] * unit, 3) if raw["end"] is not None and raw["end"] * unit > start else None
+    return {"start": start, "end": end, "title": raw["title"]}

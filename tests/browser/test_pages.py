@@ -13,6 +13,7 @@ from django.views import defaults
 
 from accounts.models import User
 from tests.factories import DEFAULT_PASSWORD, job_create, user_create
+from uploads.services import sharing
 
 pytestmark = pytest.mark.django_db
 
@@ -48,11 +49,20 @@ def test_every_page_is_free_of_inline_code(client, alice_client):
         original_filename="talk.mp4",
         size=1234,
         status="done",
+        mp3_file_id="mp3-talk",
         mp3_size=999,
         mp3_duration=3.0,
         duration=3.0,
     )
+    share_url = "/s/" + sharing.share_link_create(job=job, hours=1)[1]
+    revoked, revoked_token = sharing.share_link_create(job=job, hours=1)
+    sharing.share_link_revoke(share=revoked)
+    sharing.feed_renew(owner=alice_client.user)
+    gone = client.get("/s/" + revoked_token)
+    assert gone.status_code == 410
+    assert_csp_safe(gone.content.decode(), "a revoked share link")
     anonymous = [
+        share_url,
         "/accounts/login/",
         "/accounts/signup/",
         "/accounts/password/reset/",
@@ -65,7 +75,7 @@ def test_every_page_is_free_of_inline_code(client, alice_client):
         assert response.status_code == 200, path
         assert_csp_safe(response.content.decode(), path)
         assert_csp_header(response, path)
-    for path in ["/", f"/jobs/{job.id}/", "/accounts/password/"]:
+    for path in ["/", f"/jobs/{job.id}/", "/accounts/password/", "/feed/"]:
         response = alice_client.get(path)
         assert response.status_code == 200, path
         assert_csp_safe(response.content.decode(), path)

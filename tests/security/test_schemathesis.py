@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 EXAMPLES_PER_OPERATION = 25
 # The endpoints a signed-in client drives; sign-in itself is covered by the catalog (its throttle would
 # turn generated wrong passwords into 429s).
-OPERATIONS = r"^/(api/jobs/.*|api/auth/me/|download)$"
+OPERATIONS = r"^/(api/jobs/.*|api/feed/|api/auth/me/|download)$"
 
 
 def _checks():
@@ -42,6 +42,16 @@ def _checks():
 
 def _explicit_cases(operation, jobs: dict, wav: bytes) -> list:
     """Requests with the user's real ids and a real file, so success answers are validated too, not only refusals."""
+    if "{share_id}" in operation.path:
+        return [operation.Case(path_parameters={"job_id": jobs["done"]["id"], "share_id": jobs["share"]["id"]})]
+    if operation.path.endswith("/shares/") and operation.method.upper() == "POST":
+        return [
+            operation.Case(
+                path_parameters={"job_id": jobs["done"]["id"]},
+                body={"expires_in_hours": 2},
+                media_type="application/json",
+            )
+        ]
     if operation.path == "/api/jobs/" and operation.method.upper() == "POST":
         return [operation.Case(body={"file": wav}, media_type="multipart/form-data")]
     if operation.path == "/download":
@@ -72,11 +82,14 @@ def test_the_live_api_answers_as_its_schema_says(mongodb, rabbitmq, tmp_path, tm
         }
         assert job_convert(job_id=jobs["done"]["id"]) == "done"
         jobs["done"] = http_request("GET", f"{base_url}/api/jobs/{jobs['done']['id']}/", headers=auth).json()
+        jobs["share"] = http_request(
+            "POST", f"{base_url}/api/jobs/{jobs['done']['id']}/shares/", headers=auth
+        ).json()  # revoked by the share operation's explicit case
         schema = schemathesis.openapi.from_url(f"{base_url}/api/schema/").include(
             path_regex=OPERATIONS, method=["GET", "POST", "DELETE"]
         )
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) >= 7, [operation.label for operation in operations]
+        assert len(operations) >= 13, [operation.label for operation in operations]
         failures, statuses = [], []
         for operation in operations:
 

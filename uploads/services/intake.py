@@ -539,6 +539,7 @@ def _reused_fields(earlier: Job) -> dict:
         "mp3_file_id": earlier.mp3_file_id,
         "mp3_size": earlier.mp3_size,
         "mp3_duration": earlier.mp3_duration,
+        "mp3_chapters": earlier.mp3_chapters,
         "source_file_id": earlier.source_file_id,
         "source_size": earlier.source_size,
         "cover_file_id": earlier.cover_file_id,

@@ -134,8 +134,16 @@ def job_set_progress(*, job_id, lease_owner: str, percent: int) -> None:
     )
 
 
-def job_mark_done(*, job_id, lease_owner: str, mp3: storage.StoredFile, mp3_duration: float | None) -> bool:
-    """converting -> done, and queue the notification; False when this attempt no longer holds the job."""
+def job_mark_done(
+    *,
+    job_id,
+    lease_owner: str,
+    mp3: storage.StoredFile,
+    mp3_duration: float | None,
+    mp3_chapters: list[dict] | None = None,
+) -> bool:
+    """converting -> done, and queue the notification; False when this attempt no longer holds the job.
+    `mp3_chapters`: the chapters the MP3 carries as read back ([] none; None not known)."""
     now = timezone.now()
     with transaction.atomic():
         finished = Job.objects.filter(id=job_id, status=Job.Status.CONVERTING, lease_owner=lease_owner).update(
@@ -144,6 +152,7 @@ def job_mark_done(*, job_id, lease_owner: str, mp3: storage.StoredFile, mp3_dura
             mp3_file_id=mp3.file_id,
             mp3_size=mp3.size,
             mp3_duration=mp3_duration,
+            mp3_chapters=mp3_chapters,
             finished_at=now,
             error="",
             lease_owner="",
