@@ -288,11 +288,11 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 # hold a notifier forever (Django's default is no timeout at all).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "videomp3 <noreply@localhost>")
-# django-anymail: ANYMAIL_<SETTING> variables become ANYMAIL["<SETTING>"], e.g. ANYMAIL_MAILGUN_API_KEY.
+# django-anymail: ANYMAIL_<SETTING> variables become ANYMAIL["<SETTING>"], e.g. ANYMAIL_MAILGUN_API_KEY,
+# and so does ANYMAIL_<SETTING>_FILE alone (a mounted secret), read by env_secret.
 ANYMAIL = {
     name.removeprefix("ANYMAIL_"): env_secret(name)
-    for name in os.environ
-    if name.startswith("ANYMAIL_") and not name.endswith("_FILE")
+    for name in {name.removesuffix("_FILE") for name in os.environ if name.startswith("ANYMAIL_")}
 }
 
 # --- Static files, i18n, logging -------------------------------------------------

@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/login/", account_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", account_views.SignOutView.as_view(), name="logout"),
     path("accounts/signup/", account_views.sign_up, name="signup"),
+    path("accounts/", account_views.account_page, name="account"),
     # Password change while signed in (Django's views, the app's templates).
     path("accounts/password/", account_views.PasswordChangeView.as_view(), name="password_change"),
     # Password reset by email (Django's views, the app's templates).
