@@ -24,10 +24,11 @@ from core import broker, failpoints
 from core.backoff import retry_delay
 from core.database_now import DatabaseNow, database_now_plus
 from core.renewal import RenewedWhileRunning
+from notifications import webhooks
 from notifications.models import EmailDelivery
 from uploads import selectors as job_selectors
 from uploads.services import notification_claims
-from uploads.services.publishing import dead_letter_publish, failed_message_publish
+from uploads.services.publishing import dead_letter_publish, outcome_message_publish
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,13 @@ def _send_while_claimed(message: EmailMultiAlternatives, *, renew: Callable[[], 
 
 
 def job_notify(*, job_id: str) -> bool:
-    """Send the email the job's state asks for; False when there is nothing to send (sent already, being
-    sent, waiting out a backoff, turned off, or the job is neither done nor failed)."""
+    """Record the job's webhook events, and send the email its state asks for; False when there is no
+    email to send (sent already, being sent, waiting out a backoff, turned off, or the job is neither done
+    nor failed: an expired job has webhooks only)."""
     job_selectors.job_id_require(job_id)
     job = job_selectors.job_require(job_id=job_id)
+    # First, and whatever the emails do: written once per endpoint and outcome, sent by the dispatcher's threads.
+    webhooks.job_events_record(job=job, job_url=job_page_url(job.id))
     if job.status == job.Status.FAILED:
         return failed_email_send(job_id=job.id)
     return ready_email_send(job_id=job.id)
@@ -213,7 +217,7 @@ def email_deliveries_sweep() -> dict[str, int]:
             job_id=job_id, outcome=FAILED, defaults={"published_at": timezone.now()}
         )
         if created:
-            failed_message_publish(job_id)
+            outcome_message_publish(job_id)
             counts["published"] += 1
     # Published (or made by a notifier's claim) long ago and still pending: lost, or its notifier died.
     long_ago = database_now_plus(-settings.STALE_NOTIFICATION_SECONDS)
@@ -223,6 +227,6 @@ def email_deliveries_sweep() -> dict[str, int]:
     waiting = _email_due() & (lost | Q(retry_at__isnull=False))
     for delivery_id, job_id in EmailDelivery.objects.filter(waiting).values_list("id", "job_id"):
         if EmailDelivery.objects.filter(waiting, id=delivery_id).update(published_at=DatabaseNow(), retry_at=None):
-            failed_message_publish(job_id)
+            outcome_message_publish(job_id)
             counts["published"] += 1
     return counts

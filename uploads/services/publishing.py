@@ -40,17 +40,18 @@ def mp3_message_publish(job_id) -> None:
     Job.objects.filter(id=job_id).update(mp3_published_at=timezone.now())
 
 
-def failed_message_publish(job_id) -> None:
-    """Queue the "failed" email. Nothing is recorded on the job: the notifier keeps that email's state
-    (notifications.models.EmailDelivery), and its sweeper publishes again a message lost to an outage."""
+def outcome_message_publish(job_id) -> None:
+    """Tell the notifier that the job failed or expired (its "failed" email, its webhooks). Nothing is
+    recorded on the job: the notifier keeps that state (notifications.models), and its sweeper publishes
+    again a failed job's message lost to an outage."""
     try:
         broker.publish(broker.MP3, str(job_id))
     except broker.BrokerError as exc:
-        logger.warning("job %s failed; its notification waits for the broker: %s", job_id, exc)
+        logger.warning("job %s failed or expired; its notification waits for the broker: %s", job_id, exc)
 
 
-def job_failed_on_commit(job_id) -> None:
-    transaction.on_commit(partial(failed_message_publish, job_id))
+def job_outcome_on_commit(job_id) -> None:
+    transaction.on_commit(partial(outcome_message_publish, job_id))
 
 
 def job_queue_on_commit(job_id) -> None:

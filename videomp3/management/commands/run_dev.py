@@ -12,6 +12,7 @@ from conversion.services import job_convert
 from core import broker, storage
 from core.workers import run_periodically, run_worker
 from notifications.services import email_deliveries_sweep, job_notify
+from notifications.webhooks import Dispatcher
 from uploads.services.recovery import jobs_sweep
 
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         run_periodically(
             email_deliveries_sweep, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="email housekeeping"
         )
+        Dispatcher(stop=stop).start()  # webhooks
         workers = [
             threading.Thread(
                 target=run_worker,

@@ -1,0 +1,89 @@
+"""Where deliveries may go, through the sending module's one resolver seam and receivers on 127.0.0.1:
+a private address is refused unless allowed, DNS rebinding cannot reach 127.0.0.1, a redirect is not
+followed. Each case runs one attempt in this process (delivery_attempt, what the notifier's threads run)."""
+
+import uuid
+
+import pytest
+
+from notifications import webhook_http, webhooks
+from notifications.models import WebhookDelivery, WebhookEndpoint
+from tests.factories import user_create
+from tests.support.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = "1.1.1.1"  # a global address: what the rebinding name tells the check
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """Replace the seam: answers queued per call, and every call recorded."""
+    calls, answers = [], []
+
+    def resolve(host, port):
+        calls.append(host)
+        return [answers.pop(0) if answers else "127.0.0.1"]
+
+    monkeypatch.setattr(webhook_http, "resolve", resolve)
+    return calls, answers
+
+
+def delivery_to(url: str) -> WebhookDelivery:
+    endpoint = WebhookEndpoint.objects.create(
+        owner=user_create(), url=url, events=["job.done"], secret=webhooks.secret_generate()
+    )
+    return WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        job_id="6f1c2f44-0d1e-4d7a-9d55-5d1b0b1e2c3a",
+        event_type="job.done",
+        message_id=f"msg_{uuid.uuid4().hex}",
+        payload={"type": "job.done", "data": {}},
+    )
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_unless_allowed(resolver, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    with Receiver() as receiver:
+        delivery = delivery_to(f"http://hooks.internal.test:{receiver.port}/hook")
+        assert webhooks.delivery_attempt(delivery_id=delivery.id) == "failed"  # not retried: it would be refused again
+        (attempt,) = delivery.attempts_made.all()
+        assert attempt.status_code is None and "127.0.0.1" in attempt.error and "public addresses" in attempt.error
+        assert receiver.received == []
+        settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+        allowed = delivery_to(f"http://hooks.internal.test:{receiver.port}/hook")
+        assert webhooks.delivery_attempt(delivery_id=allowed.id) == "delivered"
+        assert (
+            len(receiver.received) == 1
+            and receiver.received[0].headers["host"] == f"hooks.internal.test:{receiver.port}"
+        )
+
+
+def test_dns_rebinding_never_reaches_127_0_0_1(resolver, settings):
+    """The name answers a public address to the first lookup and 127.0.0.1 to every later one. The
+    connection goes to the address that was checked, so there is no second lookup to rebind."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    calls, answers = resolver
+    answers.append(PUBLIC)
+    with Receiver() as receiver:
+        delivery = delivery_to(f"http://rebind.test:{receiver.port}/hook")
+        assert webhooks.delivery_attempt(delivery_id=delivery.id) == "pending"  # the public address did not answer
+        assert calls == ["rebind.test"]  # one lookup for the check and the connect
+        first = delivery.attempts_made.get()
+        assert first.status_code is None and "127.0.0.1" not in first.error
+        WebhookDelivery.objects.filter(id=delivery.id).update(next_attempt_at=None)
+        assert webhooks.delivery_attempt(delivery_id=delivery.id) == "failed"  # now it says 127.0.0.1: refused
+        assert "127.0.0.1" in delivery.attempts_made.get(number=2).error
+        assert receiver.received == []
+
+
+def test_a_redirect_to_a_private_address_is_not_followed(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the first receiver is on 127.0.0.1 too
+    with Receiver() as target, Receiver(then=302) as redirecting:
+        redirecting.location = target.url
+        delivery = delivery_to(redirecting.url)
+        assert webhooks.delivery_attempt(delivery_id=delivery.id) == "failed"  # a 3xx is an answer, not a success
+        assert delivery.attempts_made.get().status_code == 302
+        assert len(redirecting.received) == 1 and target.received == []
