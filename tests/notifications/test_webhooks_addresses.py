@@ -87,3 +87,35 @@ def test_a_redirect_to_a_private_address_is_not_followed(settings):
         assert webhooks.delivery_attempt(delivery_id=delivery.id) == "failed"  # a 3xx is an answer, not a success
         assert delivery.attempts_made.get().status_code == 302
         assert len(redirecting.received) == 1 and target.received == []
+
+
+def test_retention_publishes_expired_jobs_and_the_notifier_writes_job_expired_deliveries_only(settings, rabbitmq):
+    from datetime import timedelta
+
+    from django.core import mail
+    from django.utils import timezone
+
+    from core import broker
+    from notifications.services import job_notify
+    from tests.factories import job_create
+    from uploads.models import Job
+    from uploads.services.housekeeping import jobs_expire
+
+    broker.declare_queues()
+    settings.RETENTION_DAYS = 1
+    owner = user_create()
+    wants = WebhookEndpoint.objects.create(
+        owner=owner, url="https://hooks.example.com/a", events=["job.expired"], secret=webhooks.secret_generate()
+    )
+    WebhookEndpoint.objects.create(
+        owner=owner, url="https://hooks.example.com/b", events=["job.done"], secret=webhooks.secret_generate()
+    )
+    job = job_create(owner=owner, status=Job.Status.DONE, finished_at=timezone.now() - timedelta(days=2))
+    depth = broker.queue_depth(broker.MP3)
+    assert jobs_expire()["expired"] == 1
+    assert broker.queue_depth(broker.MP3) == depth + 1
+    assert job_notify(job_id=str(job.id)) is False and mail.outbox == []  # no email for an expiry
+    job_notify(job_id=str(job.id))  # a redelivered message adds nothing
+    (delivery,) = WebhookDelivery.objects.filter(job_id=job.id)
+    assert delivery.endpoint == wants and delivery.event_type == "job.expired"
+    assert delivery.payload["type"] == "job.expired" and delivery.payload["data"]["status"] == "expired"

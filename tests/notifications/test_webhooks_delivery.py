@@ -115,17 +115,24 @@ def test_deliveries_are_signed_retried_with_one_webhook_id_and_failing_endpoints
     assert len([m for m in emails if "ready" in m["Subject"]]) == 1  # the email went out beside them
 
 
-def test_a_notifier_killed_mid_delivery_sends_it_again_with_the_same_webhook_id(mongodb, rabbitmq, tmp_path):
+def test_a_slow_receiver_holds_up_nothing_and_a_notifier_killed_mid_delivery_resends_with_the_same_webhook_id(
+    mongodb, rabbitmq, tmp_path
+):
     broker.declare_queues()
     owner = user_create(email="killed@example.com")
     env = notifier_env(tmp_path, WEBHOOK_TIMEOUT_SECONDS="1")  # a claim then lasts 3 x 1 + 5 s
-    with Receiver() as receiver:
+    with Receiver() as receiver, Receiver() as other:
         endpoint = endpoint_create(owner=owner, url=receiver.url, events=["job.done"])
-        receiver.hold.clear()  # the first request is taken and never answered
+        other_endpoint = endpoint_create(owner=owner, url=other.url, events=["job.done"])
+        receiver.hold.clear()  # the first request is taken and not answered
         notifier = manage_command(["run_notifier"], tmp_path / "notifier.log", **env)
         try:
             job = done_job(owner)
             assert wait_until(lambda: receiver.received, timeout=30)
+            # While it holds its request, the other endpoint's delivery and the email go out.
+            assert wait_until(lambda: settled(other_endpoint), timeout=20)
+            assert wait_until(lambda: read_emails(tmp_path / "emails"), timeout=20)
+            assert receiver.received and not settled(endpoint)
             notifier.send_signal(signal.SIGKILL)
             notifier.wait(10)
             receiver.hold.set()
@@ -138,5 +145,6 @@ def test_a_notifier_killed_mid_delivery_sends_it_again_with_the_same_webhook_id(
     ids = {request.headers["webhook-id"] for request in receiver.received}
     assert ids == {delivery.message_id} and len(receiver.received) == 2  # the duplicate a receiver drops by id
     assert {json.loads(r.body)["data"]["job_id"] for r in receiver.received} == {str(job.id)}
+    assert len(other.received) == 1
     emails = [m for m in read_emails(tmp_path / "emails") if str(job.id) in email_text(m)]
     assert len(emails) == 1  # recorded before the kill: no second email
