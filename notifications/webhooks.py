@@ -60,7 +60,7 @@ def endpoint_url_check(url: str) -> str:
     refused here already; names are resolved and checked at each delivery."""
     try:
         parsed = webhook_http.urllib3.util.parse_url(url)
-    except webhook_http.LocationParseError:
+    except (webhook_http.LocationParseError, ValueError):
         raise ValidationError({"url": ["This URL cannot be parsed; give a full http:// or https:// URL."]}) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValidationError({"url": ["Give a full http:// or https:// URL with a host name."]})
