@@ -19,7 +19,13 @@ class EndpointSerializer(serializers.Serializer):
     id = serializers.UUIDField(read_only=True)
     url = serializers.CharField(max_length=2000, help_text="http:// or https:// URL that receives the POSTs.")
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=WebhookEvent.choices), min_length=1, help_text="Events to send."
+        child=serializers.ChoiceField(
+            choices=WebhookEvent.choices,
+            error_messages={"invalid_choice": '"{input}" is not an event; choose job.done, job.failed or job.expired.'},
+        ),
+        min_length=1,
+        error_messages={"min_length": "Choose at least one event: job.done, job.failed or job.expired."},
+        help_text="Events to send.",
     )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(

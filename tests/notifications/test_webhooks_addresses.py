@@ -119,3 +119,56 @@ def test_retention_publishes_expired_jobs_and_the_notifier_writes_job_expired_de
     (delivery,) = WebhookDelivery.objects.filter(job_id=job.id)
     assert delivery.endpoint == wants and delivery.event_type == "job.expired"
     assert delivery.payload["type"] == "job.expired" and delivery.payload["data"]["status"] == "expired"
+
+
+def test_https_connects_to_the_checked_address_with_the_host_name_for_sni_and_the_certificate(
+    resolver, settings, tmp_path, monkeypatch
+):
+    """hooks.test resolves (through the seam) to 127.0.0.1; the TLS server there sees SNI hooks.test and
+    serves a certificate for hooks.test, which the client checks against the name, not the address."""
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.test",
+         "-addext", "subjectAltName=DNS:hooks.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted for this test only
+    names, hosts = [], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            hosts.append(self.headers["Host"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        delivery = delivery_to(f"https://hooks.test:{port}/hook")
+        assert webhooks.delivery_attempt(delivery_id=delivery.id) == "delivered", delivery.attempts_made.get().error
+        assert names == ["hooks.test"] and hosts == [f"hooks.test:{port}"]
+        # The same server under a name its certificate does not carry: refused by the certificate check.
+        other = delivery_to(f"https://other.test:{port}/hook")
+        assert webhooks.delivery_attempt(delivery_id=other.id) == "pending"  # an error, retried later
+        assert (
+            "certificate" in other.attempts_made.get().error.lower()
+            or "hostname" in other.attempts_made.get().error.lower()
+        )
+    finally:
+        server.shutdown()
+        server.server_close()

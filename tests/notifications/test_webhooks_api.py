@@ -45,8 +45,8 @@ def test_an_endpoint_gets_a_secret_shown_once_and_rotated_on_demand(api):
         ({"url": "http://[::1]/hook"}, "private"),
         ({"url": "http://169.254.169.254/latest"}, "private"),
         ({"url": "https://user:pw@example.com/"}, "password"),
-        ({"events": ["job.started"]}, "valid choice"),
-        ({"events": []}, "events"),
+        ({"events": ["job.started"]}, "choose job.done, job.failed or job.expired"),
+        ({"events": []}, "Choose at least one event"),
     ],
 )
 def test_bad_endpoints_are_refused_with_a_sentence(api, fields, words):
