@@ -58,6 +58,8 @@ def secret_generate() -> str:
 def endpoint_url_check(url: str) -> str:
     """The URL as stored, or ValidationError with a sentence. A host that is a non-public address is
     refused here already; names are resolved and checked at each delivery."""
+    if len(url) > 2000:
+        raise ValidationError({"url": ["This URL is longer than 2000 characters; use a shorter one."]})
     try:
         parsed = webhook_http.urllib3.util.parse_url(url)
     except (webhook_http.LocationParseError, ValueError):

@@ -36,6 +36,8 @@ def test_refusals_are_sentences_on_the_page(signed_in):
     client, _ = signed_in
     response = client.post("/accounts/webhooks/", {"url": "http://10.0.0.5/hook", "events": ["job.done"]})
     assert response.status_code == 400 and "public addresses" in response.content.decode()
+    response = client.post("/accounts/webhooks/", {"url": "https://example.com/" + "x" * 2000, "events": ["job.done"]})
+    assert response.status_code == 400 and "shorter" in response.content.decode()
     response = client.post("/accounts/webhooks/", {"url": "https://hooks.example.com/x"})
     assert response.status_code == 400 and "Choose at least one event" in response.content.decode()
 
