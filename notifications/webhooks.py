@@ -116,8 +116,8 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     if not delivery.endpoint.enabled:
         raise ValidationError("This endpoint is disabled; enable it first, then redeliver.")
     WebhookDelivery.objects.filter(id=delivery.id).exclude(
-        state=Delivery.PENDING, claimed_until__gt=timezone.now()
-    ).update(state=Delivery.PENDING, next_attempt_at=timezone.now(), finished_at=None, claimed_until=None)
+        state=Delivery.PENDING, claimed_until__gt=DatabaseNow()
+    ).update(state=Delivery.PENDING, next_attempt_at=DatabaseNow(), finished_at=None, claimed_until=None)
     wake.set()
     delivery.refresh_from_db()
     return delivery
@@ -164,7 +164,7 @@ def job_events_record(*, job, job_url: str) -> int:
                     event_type=event_type,
                     message_id=f"msg_{uuid.uuid4().hex}",
                     payload=job_payload(job, event_type, job_url=job_url),
-                    next_attempt_at=timezone.now(),
+                    next_attempt_at=DatabaseNow(),  # due dates are set and judged by the database's clock
                 )
             written += 1
         except IntegrityError:  # another notifier wrote it meanwhile
@@ -186,7 +186,7 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 def _claim_seconds() -> float:
     # Longer than one attempt can take (connect and read, each bounded), so a live sender never loses it.
-    return 3 * settings.WEBHOOK_TIMEOUT_SECONDS + 10
+    return 3 * settings.WEBHOOK_TIMEOUT_SECONDS + 5
 
 
 def _due() -> Q:
@@ -269,7 +269,7 @@ def delivery_attempt(*, delivery_id) -> str:
         return Delivery.FAILED
     if retry_in is not None:
         WebhookDelivery.objects.filter(id=delivery.id, state=Delivery.PENDING).update(
-            next_attempt_at=timezone.now() + timedelta(seconds=retry_in), claimed_until=None
+            next_attempt_at=database_now_plus(retry_in), claimed_until=None
         )
         logger.info(
             "webhook %s to %s: attempt %d failed (%s); next in %.1f s",
@@ -323,7 +323,7 @@ def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> None:
     ):
         return
     WebhookDelivery.objects.filter(endpoint_id=endpoint.id, state=Delivery.PENDING).exclude(
-        claimed_until__gt=timezone.now()
+        claimed_until__gt=DatabaseNow()
     ).update(state=Delivery.FAILED, finished_at=timezone.now(), next_attempt_at=None)
     logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.id, endpoint.url, reason)
     page = settings.PUBLIC_URL + "/accounts/webhooks/"
