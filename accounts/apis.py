@@ -25,6 +25,13 @@ class UserOutputSerializer(serializers.Serializer):
     email = serializers.EmailField()
     is_staff = serializers.BooleanField()
     date_joined = serializers.DateTimeField()
+    email_notifications = serializers.BooleanField(help_text="The job emails (ready, failed) are sent.")
+
+
+class UserSettingsInputSerializer(serializers.Serializer):
+    email_notifications = serializers.BooleanField(
+        help_text="false: no job emails (ready, failed) are sent to this account."
+    )
 
 
 TokenPairSerializer = inline_serializer(
@@ -102,6 +109,17 @@ class MeApi(APIView):
     @extend_schema(responses={200: UserOutputSerializer, **error_responses(401)})
     def get(self, request):
         return Response(UserOutputSerializer(request.user).data)
+
+    @extend_schema(
+        request=UserSettingsInputSerializer, responses={200: UserOutputSerializer, **error_responses(400, 401)}
+    )
+    def patch(self, request):
+        serializer = UserSettingsInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_set_email_notifications(
+            user=request.user, enabled=serializer.validated_data["email_notifications"]
+        )
+        return Response(UserOutputSerializer(user).data)
 
 
 class RegisterApi(APIView):

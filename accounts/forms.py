@@ -92,3 +92,11 @@ class AppPasswordResetForm(PasswordResetForm):
         super().__init__(*args, **kwargs)
         self.fields["email"].label = "Email address"
         self.fields["email"].widget.attrs.update({"autocomplete": "email", "autofocus": True})
+
+
+class EmailSettingsForm(forms.Form):
+    email_notifications = forms.BooleanField(
+        required=False,
+        label="Email me when a conversion is ready or has failed",
+        help_text="Off: no job emails at all. Password resets are still sent.",
+    )

@@ -32,6 +32,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # The "ready" and "failed" emails; off: none is sent (password resets and account notices still are).
+    email_notifications = models.BooleanField(default=True)
 
     objects = UserManager()
 

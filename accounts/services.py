@@ -56,6 +56,13 @@ def user_register(*, email: str, password: str) -> User:
         ) from None
 
 
+def user_set_email_notifications(*, user: User, enabled: bool) -> User:
+    """Turn the job emails ("ready", "failed") on or off for this user."""
+    User.objects.filter(pk=user.pk).update(email_notifications=enabled)
+    user.email_notifications = enabled
+    return user
+
+
 @dataclass(frozen=True)
 class LoginAttempt:
     """A sign-in in flight: already counted as a failure for its account and its address."""

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse, reverse_lazy
@@ -12,7 +13,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from accounts.forms import AppPasswordChangeForm, AppPasswordResetForm, SignUpForm, ThrottledAuthenticationForm
+from accounts import services
+from accounts.forms import (
+    AppPasswordChangeForm,
+    AppPasswordResetForm,
+    EmailSettingsForm,
+    SignUpForm,
+    ThrottledAuthenticationForm,
+)
 
 
 def _safe_next(request, default: str) -> str:
@@ -56,6 +64,21 @@ def sign_up(request):
             messages.success(request, "Welcome to videomp3! Upload a video to get its MP3.")
             return HttpResponseRedirect(_safe_next(request, reverse("home")))
     return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request, "")})
+
+
+@login_required
+def account_page(request):
+    """The account's settings: the job emails on or off."""
+    if request.method == "POST":
+        form = EmailSettingsForm(request.POST)
+        if form.is_valid():
+            enabled = form.cleaned_data["email_notifications"]
+            services.user_set_email_notifications(user=request.user, enabled=enabled)
+            messages.success(request, "Job emails are on." if enabled else "Job emails are off; none will be sent.")
+            return HttpResponseRedirect(reverse("account"))
+    else:
+        form = EmailSettingsForm(initial={"email_notifications": request.user.email_notifications})
+    return render(request, "accounts/account.html", {"form": form})
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

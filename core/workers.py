@@ -95,6 +95,9 @@ class WorkerCommand(BaseCommand):
     def housekeeping(self) -> None:
         """Periodic work beside the consume loop (none by default)."""
 
+    def start_companions(self, stop: threading.Event) -> None:
+        """Start threads that work beside the consume loop until `stop` is set (none by default)."""
+
     def handle(self, *args, **options):
         stop = threading.Event()
         hand_back = threading.Event()
@@ -118,6 +121,7 @@ class WorkerCommand(BaseCommand):
         workdirs.remove_stale(settings.CONVERSION_TEMP_DIR)
         if type(self).housekeeping is not WorkerCommand.housekeeping:
             run_periodically(self.housekeeping, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
+        self.start_companions(stop)
         logger.info("consuming queue %s", self.queue)
         run_worker(
             self.queue,

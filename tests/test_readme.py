@@ -10,7 +10,7 @@ TEST_ONLY = {"REQUIRE_SERVICES"}
 
 def settings_variables() -> set[str]:
     source = (PROJECT_DIR / "videomp3" / "settings.py").read_text()
-    names = set(re.findall(r"env_(?:str|bool|int|list|secret)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    names = set(re.findall(r"env_(?:str|bool|int|float|list|secret)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
     if 'startswith("ANYMAIL_")' in source:
         names.add("ANYMAIL_<SETTING>")
     return names

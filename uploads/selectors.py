@@ -64,6 +64,16 @@ def job_require(*, job_id) -> Job:
     return job
 
 
+def job_ids_failed_between(*, since: datetime, until: datetime) -> list[uuid.UUID]:
+    """Jobs that failed in this window and are still failed: the notifier's sweeper looks among them for a
+    "failed" email whose message an outage lost."""
+    return list(
+        Job.objects.filter(status=Job.Status.FAILED, finished_at__gte=since, finished_at__lt=until).values_list(
+            "id", flat=True
+        )
+    )
+
+
 def job_is_cancelled(*, job_id) -> bool:
     """True when the job was cancelled or deleted: one query, asked every second by a running conversion."""
     return not Job.objects.filter(id=job_id).exclude(status=Job.Status.CANCELLED).exists()

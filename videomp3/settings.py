@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_int, env_list, env_secret, env_str
+from core.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -252,6 +252,21 @@ NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 60)
 # exponential backoff from NOTIFY_RETRY_BASE_SECONDS (capped at an hour), at most NOTIFY_MAX_ATTEMPTS times.
 NOTIFY_RETRY_BASE_SECONDS = env_int("NOTIFY_RETRY_BASE_SECONDS", 30)
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 10)
+# Webhooks (notifications.webhooks; the notifier sends them from a pool of WEBHOOK_WORKERS threads beside
+# its email loop). A delivery that met an error, a timeout or a 5xx is tried again after the backoff of
+# core.backoff from WEBHOOK_RETRY_BASE_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all. An endpoint whose
+# deliveries failed WEBHOOK_DISABLE_AFTER_FAILURES times in a row, over at least
+# WEBHOOK_DISABLE_AFTER_HOURS, is disabled and its owner emailed.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 30.0)
+WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 4)
+WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 1.0)
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 5)
+WEBHOOK_DISABLE_AFTER_HOURS = env_float("WEBHOOK_DISABLE_AFTER_HOURS", 24.0)
+# Deliveries to loopback, private, link-local and other non-public addresses are refused unless this is
+# on (a receiver on the same private network; the tests' receivers on 127.0.0.1).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
 # Workers that died while converting the same job this many times fail it (a file that kills ffmpeg or the worker).
 MAX_CRASH_RECOVERIES = env_int("MAX_CRASH_RECOVERIES", 5)
 # A store (MongoDB) unreachable during a conversion is retried with exponential backoff this many times.
@@ -291,11 +306,11 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 # hold a notifier forever (Django's default is no timeout at all).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "videomp3 <noreply@localhost>")
-# django-anymail: ANYMAIL_<SETTING> variables become ANYMAIL["<SETTING>"], e.g. ANYMAIL_MAILGUN_API_KEY.
+# django-anymail: ANYMAIL_<SETTING> variables become ANYMAIL["<SETTING>"], e.g. ANYMAIL_MAILGUN_API_KEY,
+# and so does ANYMAIL_<SETTING>_FILE alone (a mounted secret), read by env_secret.
 ANYMAIL = {
     name.removeprefix("ANYMAIL_"): env_secret(name)
-    for name in os.environ
-    if name.startswith("ANYMAIL_") and not name.endswith("_FILE")
+    for name in {name.removesuffix("_FILE") for name in os.environ if name.startswith("ANYMAIL_")}
 }
 
 # --- Static files, i18n, logging -------------------------------------------------

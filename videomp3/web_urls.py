@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from accounts.forms import AppSetPasswordForm
+from notifications import views as webhook_views
 from uploads import views as upload_views
 
 urlpatterns = [
@@ -16,6 +17,14 @@ urlpatterns = [
     path("accounts/login/", account_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", account_views.SignOutView.as_view(), name="logout"),
     path("accounts/signup/", account_views.sign_up, name="signup"),
+    path("accounts/", account_views.account_page, name="account"),
+    path("accounts/webhooks/", webhook_views.webhooks_page, name="webhooks-page"),
+    path("accounts/webhooks/<str:endpoint_id>/<slug:action>/", webhook_views.webhook_action, name="webhook-action"),
+    path(
+        "accounts/webhooks/<str:endpoint_id>/deliveries/<str:delivery_id>/redeliver/",
+        webhook_views.webhook_redeliver,
+        name="webhook-page-redeliver",
+    ),
     # Password change while signed in (Django's views, the app's templates).
     path("accounts/password/", account_views.PasswordChangeView.as_view(), name="password_change"),
     # Password reset by email (Django's views, the app's templates).

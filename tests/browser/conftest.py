@@ -71,7 +71,13 @@ def live_system(django_db_setup, secantus_server, rabbitmq_url, tmp_path_factory
     storage.reset_client()
     broker.reset()
     email_dir = base / "emails"
-    env = {**shared_service_env(email_dir), "MAX_UPLOAD_SIZE": str(MAX_UPLOAD_SIZE), "REGISTRATION_OPEN": "1"}
+    env = {
+        **shared_service_env(email_dir),
+        "MAX_UPLOAD_SIZE": str(MAX_UPLOAD_SIZE),
+        "REGISTRATION_OPEN": "1",
+        # The webhook page's test registers a receiver on 127.0.0.1, and the notifier delivers to it.
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1",
+    }
     try:
         # The roles reach the test database through DATABASE_URL (role_env); this process needs no access here.
         converter = manage_command(["run_converter"], base / "converter.log", **env)

@@ -114,6 +114,45 @@ def open_not_found_page(page, live_system):
     expect(page.get_by_role("heading", name="We can't find that page")).to_be_visible()
 
 
+def open_account_page(page, live_system):
+    sign_in(page, live_system, user_create().email, path="/accounts/")
+    expect(page.get_by_role("heading", name="Account")).to_be_visible()
+
+
+def open_webhooks_page(page, live_system):
+    """An endpoint just added (its secret shown), and a disabled one with a failed delivery and its attempts."""
+    from django.utils import timezone
+
+    from notifications.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+    user = user_create()
+    endpoint = WebhookEndpoint.objects.create(
+        owner=user,
+        url="https://hooks.example.com/videomp3",
+        events=["job.done", "job.failed"],
+        secret="whsec_c2VjcmV0",
+        enabled=False,
+        disabled_reason="The endpoint answered 410 Gone, which asks for no more deliveries.",
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        job_id="6f1c2f44-0d1e-4d7a-9d55-5d1b0b1e2c3a",
+        event_type="job.done",
+        message_id="msg_0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        payload={},
+        state="failed",
+        attempts=2,
+    )
+    for number, status in ((1, 503), (2, 410)):
+        WebhookAttempt.objects.create(
+            delivery=delivery, number=number, started_at=timezone.now(), status_code=status, latency_ms=31
+        )
+    sign_in(page, live_system, user.email, path="/accounts/webhooks/")
+    page.get_by_label("URL").fill("https://example.org/hook")
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.get_by_label("Signing secret", exact=True)).to_be_visible()
+
+
 def open_signed_out(path):
     def open_page(page, live_system):
         response = page.goto(live_system.url(path))
@@ -132,6 +171,8 @@ PAGES = {
     "jobs-20-mixed": open_jobs_page_mixed,
     "job": open_job_page,
     "not-found": open_not_found_page,
+    "account": open_account_page,
+    "webhooks": open_webhooks_page,
 }
 
 

@@ -75,7 +75,7 @@ def test_every_page_is_free_of_inline_code(client, alice_client):
         assert response.status_code == 200, path
         assert_csp_safe(response.content.decode(), path)
         assert_csp_header(response, path)
-    for path in ["/", f"/jobs/{job.id}/", "/accounts/password/", "/feed/"]:
+    for path in ["/", f"/jobs/{job.id}/", "/accounts/password/", "/feed/", "/accounts/", "/accounts/webhooks/"]:
         response = alice_client.get(path)
         assert response.status_code == 200, path
         assert_csp_safe(response.content.decode(), path)

@@ -56,7 +56,8 @@ def test_a_media_error_fails_the_job_with_a_sentence_and_keeps_the_video(mongodb
     job.refresh_from_db()
     assert job.status == "failed" and job.error.endswith(".") and "Traceback" not in job.error
     assert storage.file_exists(storage.VIDEOS, job.video_file_id)
-    assert stored_file_count(storage.MP3S) == 0 and broker.queue_depth(broker.MP3) == 0
+    # No MP3; its `mp3` message asks the notifier for the "failed" email.
+    assert stored_file_count(storage.MP3S) == 0 and broker.queue_depth(broker.MP3) == 1
 
 
 def test_a_stopping_worker_hands_the_job_back(mongodb, rabbitmq, media_files):

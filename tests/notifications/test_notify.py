@@ -38,9 +38,9 @@ def test_one_email_with_the_job_page_link_and_no_second_on_redelivery(settings):
     assert job.notified_at is not None
 
 
-def test_jobs_that_are_not_done_are_not_notified():
+def test_jobs_that_are_neither_done_nor_failed_are_not_notified():
     job = done_job()
-    Job.objects.filter(id=job.id).update(status=Job.Status.FAILED)
+    Job.objects.filter(id=job.id).update(status=Job.Status.CONVERTING)
     assert job_notify(job_id=str(job.id)) is False
     assert mail.outbox == []
 

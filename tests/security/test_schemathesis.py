@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 EXAMPLES_PER_OPERATION = 25
 # The endpoints a signed-in client drives; sign-in itself is covered by the catalog (its throttle would
 # turn generated wrong passwords into 429s).
-OPERATIONS = r"^/(api/jobs/.*|api/feed/|api/auth/me/|download)$"
+OPERATIONS = r"^/(api/jobs/.*|api/feed/|api/auth/me/|api/webhooks/.*|download)$"
 
 
 def _checks():
@@ -40,8 +40,10 @@ def _checks():
     return [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def _explicit_cases(operation, jobs: dict, wav: bytes) -> list:
+def _explicit_cases(operation, jobs: dict, wav: bytes, hooks: dict | None = None) -> list:
     """Requests with the user's real ids and a real file, so success answers are validated too, not only refusals."""
+    if operation.path.startswith("/api/webhooks/"):
+        return _webhook_cases(operation, hooks or {})
     if "{share_id}" in operation.path:
         return [operation.Case(path_parameters={"job_id": jobs["done"]["id"], "share_id": jobs["share"]["id"]})]
     if operation.path.endswith("/shares/") and operation.method.upper() == "POST":
@@ -62,6 +64,44 @@ def _explicit_cases(operation, jobs: dict, wav: bytes) -> list:
     if operation.method.upper() == "DELETE":
         ids = [jobs["deletable"]["id"]]
     return [operation.Case(path_parameters={"job_id": job_id}) for job_id in ids]
+
+
+def _webhook_cases(operation, hooks: dict) -> list:
+    """The user's real endpoint and delivery, and a valid new endpoint, so their success answers are checked too."""
+    method = operation.method.upper()
+    if operation.path == "/api/webhooks/":
+        body = {"url": "https://hooks.example.com/fuzz", "events": ["job.done"], "description": "fuzz"}
+        return [operation.Case(body=body, media_type="application/json")] if method == "POST" else []
+    endpoint_id = hooks["deletable"] if method == "DELETE" else hooks["endpoint"]
+    parameters = {"endpoint_id": endpoint_id}
+    if "{delivery_id}" in operation.path:
+        parameters["delivery_id"] = hooks["delivery"]
+    body = {"description": "changed", "events": ["job.done", "job.failed"]} if method == "PATCH" else None
+    if body is None:
+        return [operation.Case(path_parameters=parameters)]
+    return [operation.Case(path_parameters=parameters, body=body, media_type="application/json")]
+
+
+def _webhook_fixtures(base_url: str, auth: dict) -> dict:
+    """An endpoint with one failed delivery (written as the notifier would), and one to delete."""
+    from notifications.models import WebhookDelivery
+
+    def endpoint() -> str:
+        body = json.dumps({"url": "https://hooks.example.com/x", "events": ["job.done"]}).encode()
+        headers = {**auth, "Content-Type": "application/json"}
+        return http_request("POST", f"{base_url}/api/webhooks/", body=body, headers=headers).json()["id"]
+
+    hooks = {"endpoint": endpoint(), "deletable": endpoint()}
+    delivery = WebhookDelivery.objects.create(
+        endpoint_id=hooks["endpoint"],
+        job_id="6f1c2f44-0d1e-4d7a-9d55-5d1b0b1e2c3a",
+        event_type="job.done",
+        message_id="msg_fuzz",
+        payload={"type": "job.done"},
+        state="failed",
+    )
+    hooks["delivery"] = str(delivery.id)
+    return hooks
 
 
 def test_the_live_api_answers_as_its_schema_says(mongodb, rabbitmq, tmp_path, tmp_path_factory):
@@ -85,8 +125,9 @@ def test_the_live_api_answers_as_its_schema_says(mongodb, rabbitmq, tmp_path, tm
         jobs["share"] = http_request(
             "POST", f"{base_url}/api/jobs/{jobs['done']['id']}/shares/", headers=auth
         ).json()  # revoked by the share operation's explicit case
+        hooks = _webhook_fixtures(base_url, auth)
         schema = schemathesis.openapi.from_url(f"{base_url}/api/schema/").include(
-            path_regex=OPERATIONS, method=["GET", "POST", "DELETE"]
+            path_regex=OPERATIONS, method=["GET", "POST", "PATCH", "DELETE"]
         )
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) >= 13, [operation.label for operation in operations]
@@ -109,7 +150,7 @@ def test_the_live_api_answers_as_its_schema_says(mongodb, rabbitmq, tmp_path, tm
 
             try:
                 check()
-                for case in _explicit_cases(operation, jobs, wav.read_bytes()):
+                for case in _explicit_cases(operation, jobs, wav.read_bytes(), hooks):
                     response = case.call(base_url=base_url, headers=auth, timeout=60)
                     statuses.append((operation.label, response.status_code))
                     case.validate_response(response, checks=_checks())

@@ -13,6 +13,7 @@ from core import storage
 from uploads import selectors
 from uploads.models import Job
 from uploads.services.deletion import JOB_FILE_FIELDS, job_files_delete
+from uploads.services.publishing import outcome_message_publish
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,12 @@ def jobs_expire(*, now=None) -> dict[str, int]:
     )
     finished = Job.objects.filter(status__in=selectors.RETAINED_STATUSES, finished_at__lt=cutoff)
     for job_id in finished.values_list("id", flat=True):
-        counts["expired"] += Job.objects.filter(
-            id=job_id, status__in=selectors.RETAINED_STATUSES, finished_at__lt=cutoff
-        ).update(status=Job.Status.EXPIRED, error=sentence, progress=0)
+        expired = Job.objects.filter(id=job_id, status__in=selectors.RETAINED_STATUSES, finished_at__lt=cutoff).update(
+            status=Job.Status.EXPIRED, error=sentence, progress=0
+        )
+        if expired:
+            outcome_message_publish(job_id)  # the owner's job.expired webhooks
+        counts["expired"] += expired
     no_files = {field: "" for _bucket, field in JOB_FILE_FIELDS}
     for job in Job.objects.filter(status=Job.Status.EXPIRED).exclude(**no_files):
         try:

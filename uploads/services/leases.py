@@ -16,7 +16,7 @@ from core.backoff import retry_delay
 from core.database_now import DatabaseNow, database_now_plus
 from uploads.models import Job
 from uploads.services.counters import FAILURES, conversion_counted, counters_add
-from uploads.services.publishing import job_queue_on_commit, mp3_message_publish
+from uploads.services.publishing import job_outcome_on_commit, job_queue_on_commit, mp3_message_publish
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ def job_mark_failed(*, job_id, sentence: str, lease_owner: str | None = None, **
         )
         if failed:
             counters_add({FAILURES: 1})
+            job_outcome_on_commit(job_id)  # the owner's "failed" email
     return bool(failed)
 
 

@@ -1,5 +1,5 @@
 """Publishing a job's messages: the video message that queues its conversion, the mp3 message that
-queues its email, and traces in the dead-letter queues. A broker outage never fails the caller: the job
+queues its email (a job done or failed), and traces in the dead-letter queues. A broker outage never fails the caller: the job
 keeps its state in the database, and recovery publishes it later."""
 
 import logging
@@ -38,6 +38,20 @@ def mp3_message_publish(job_id) -> None:
         logger.warning("job %s is done; its notification waits for the broker: %s", job_id, exc)
         return
     Job.objects.filter(id=job_id).update(mp3_published_at=timezone.now())
+
+
+def outcome_message_publish(job_id) -> None:
+    """Tell the notifier that the job failed or expired (its "failed" email, its webhooks). Nothing is
+    recorded on the job: the notifier keeps that state (notifications.models), and its sweeper publishes
+    again a failed job's message lost to an outage."""
+    try:
+        broker.publish(broker.MP3, str(job_id))
+    except broker.BrokerError as exc:
+        logger.warning("job %s failed or expired; its notification waits for the broker: %s", job_id, exc)
+
+
+def job_outcome_on_commit(job_id) -> None:
+    transaction.on_commit(partial(outcome_message_publish, job_id))
 
 
 def job_queue_on_commit(job_id) -> None:

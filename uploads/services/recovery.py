@@ -21,6 +21,7 @@ from uploads.services.leases import job_source_video_discard
 from uploads.services.notification_claims import notification_due
 from uploads.services.publishing import (
     dead_letter_publish,
+    job_outcome_on_commit,
     job_queue_on_commit,
     mp3_message_publish,
     video_message_publish,
@@ -59,6 +60,7 @@ def jobs_sweep() -> dict[str, int]:
                 )
                 if given_up:
                     counters_add({FAILURES: 1})
+                    job_outcome_on_commit(job.id)  # the owner's "failed" email
             if given_up:
                 counts["failed"] += 1
                 dead_letter_publish(broker.VIDEO, job.id, "crash recovery limit")

@@ -11,7 +11,8 @@ from accounts.services import demo_user_ensure
 from conversion.services import job_convert
 from core import broker, storage
 from core.workers import run_periodically, run_worker
-from notifications.services import job_notify
+from notifications.services import email_deliveries_sweep, job_notify
+from notifications.webhooks import Dispatcher
 from uploads.services.recovery import jobs_sweep
 
 
@@ -31,6 +32,10 @@ class Command(BaseCommand):
         broker.declare_queues()
         stop = threading.Event()
         run_periodically(jobs_sweep, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="housekeeping")
+        run_periodically(
+            email_deliveries_sweep, every=settings.SWEEP_INTERVAL_SECONDS, stop=stop, name="email housekeeping"
+        )
+        Dispatcher(stop=stop).start()  # webhooks
         workers = [
             threading.Thread(
                 target=run_worker,
