@@ -248,7 +248,8 @@ class ResumableUploadCreateApi(APIView):
 
     def get_authenticators(self):
         # OPTIONS is the protocol's discovery, answered to anyone; a stale session cookie must not refuse it.
-        return [] if self.request.method == "OPTIONS" else super().get_authenticators()
+        request = getattr(self, "request", None)  # None while the schema is generated
+        return [] if request is not None and request.method == "OPTIONS" else super().get_authenticators()
 
     @extend_schema(
         summary="The tus protocol's discovery: version, extensions, maximum size, checksum algorithms",
