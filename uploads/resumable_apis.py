@@ -431,10 +431,11 @@ class ResumableUploadApi(APIView):
         if upload.state == storage.FINISHED:
             # Its job exists: a client that lost the answer to its last PATCH learns it, and sends no more.
             job = resumable.job_of_upload(owner=request.user, job_id=upload.job_id)
-            if job is not None:
-                response = _job_response(request, job, upload, status=200)
-                response["Connection"] = "close"  # the body, if any, stays unread
-                return response
+            if job is None:
+                return _tus_error(404, "The job this upload became was deleted; upload the file again.", "not_found")
+            response = _job_response(request, job, upload, status=200)
+            response["Connection"] = "close"  # the body, if any, stays unread
+            return response
         if upload.offset == upload.length:
             if offset != upload.length:
                 return _tus_error(
