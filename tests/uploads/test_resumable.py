@@ -8,11 +8,12 @@ import time
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.test import APIClient
 
 from conversion.services import job_convert
 from core import storage
-from tests.factories import user_create
+from tests.factories import DEFAULT_PASSWORD, user_create
 from tests.support import media
 from tests.support.pipeline import stored_file_count
 from tests.support.processes import wait_until
@@ -202,3 +203,18 @@ def test_cleanup_removes_expired_uploads_and_never_one_still_arriving(alice, set
     assert storage.partial_chunk_count(doomed.rsplit("/", 1)[1]) == 0
     assert offset_of(alice, living) == 600 * 1024
     assert storage.partial_chunk_count(living.rsplit("/", 1)[1]) == 3
+
+
+def test_the_pages_session_needs_its_csrf_token(alice):
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(email=alice.user.email, password=DEFAULT_PASSWORD)
+    client.get("/")  # sets the csrftoken cookie, as the page does
+    data = b"z" * 100
+    headers = {"HTTP_UPLOAD_LENGTH": "1000", **TUS}
+    forged = client.generic("POST", "/api/uploads/", data, content_type=CHUNK, **headers)
+    assert forged.status_code == 403 and stored_file_count(storage.TUS_UPLOADS) == 0
+    csrf = {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value}
+    created = client.generic("POST", "/api/uploads/", data, content_type=CHUNK, **headers, **csrf)
+    assert created.status_code == 201 and created["Upload-Offset"] == "100", created.content
+    assert patch(client, created["Location"], data, 100).status_code == 403
+    assert patch(client, created["Location"], data, 100, **csrf).status_code == 204
