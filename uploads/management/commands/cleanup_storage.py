@@ -7,7 +7,8 @@ from uploads.services.housekeeping import storage_cleanup
 class Command(BaseCommand):
     help = (
         "Delete stored files no job needs: videos, audio sources, covers and MP3s whose job is gone, and "
-        "chunks left by interrupted writes, and resumable uploads past their expiry (never before it). Files newer than --older-than seconds are kept (they may be in use). "
+        "chunks left by interrupted writes, and resumable uploads past their expiry (never before it). "
+        "Files newer than --older-than seconds are kept (they may be in use). "
         "Every converter also runs this every STORAGE_CLEANUP_INTERVAL_SECONDS."
     )
 
