@@ -646,14 +646,15 @@ def _free_or_stale_lock(now: datetime.datetime) -> dict:
     return {"$or": [{"metadata.lock": None}, {"metadata.lock_until": {"$lt": now}}]}
 
 
-def _partial_take(stored_id: ObjectId, *, offset: int, lease_seconds: int) -> str:
-    """Hold the upload for one writer at `offset` (compare-and-set in MongoDB): its lock token.
+def _partial_take(stored_id: ObjectId, *, offset: int, lease_seconds: int) -> tuple[str, bool]:
+    """Hold the upload for one writer at `offset` (compare-and-set in MongoDB): (its lock token, whether
+    the writer before it died holding the lock, so may have left chunks past the offset).
 
     A writer that died leaves its lock to lapse after lease_seconds; a living one renews it as it writes."""
     token = ObjectId().binary.hex()
     now = _now()
     files = _database()[f"{TUS_UPLOADS}.files"]
-    taken = files.update_one(
+    before = files.find_one_and_update(
         {
             "_id": stored_id,
             "metadata.state": RECEIVING,
@@ -662,9 +663,11 @@ def _partial_take(stored_id: ObjectId, *, offset: int, lease_seconds: int) -> st
             **_free_or_stale_lock(now),
         },
         {"$set": {"metadata.lock": token, "metadata.lock_until": now + datetime.timedelta(seconds=lease_seconds)}},
+        projection={"metadata.lock": 1},
+        return_document=pymongo.ReturnDocument.BEFORE,
     )
-    if taken.modified_count == 1:
-        return token
+    if before is not None:
+        return token, before["metadata"].get("lock") is not None
     document = files.find_one({"_id": stored_id}, {"metadata": 1})
     if document is None or _aware(document["metadata"]["expires"]) <= now:
         raise PartialUploadNotFound("No upload in progress has this id (it may have expired); create a new upload.")
@@ -723,7 +726,7 @@ def partial_append(
     stored_id = _partial_id(upload_id)
     chunks = None
     with _driver_errors(f"appending to upload {stored_id}"):
-        token = _partial_take(stored_id, offset=offset, lease_seconds=lease_seconds)
+        token, after_a_crash = _partial_take(stored_id, offset=offset, lease_seconds=lease_seconds)
         chunks = _database()[f"{TUS_UPLOADS}.chunks"]
         first_n, kept = divmod(offset, CHUNK_SIZE)
         prefix = b""
@@ -732,8 +735,8 @@ def partial_append(
             prefix = bytes(found["data"])[:kept] if found else b""
             if len(prefix) != kept:
                 raise gridfs.errors.CorruptGridFile(f"chunk {first_n} of upload {stored_id} is short")
-        # What a crashed writer left past the offset.
-        chunks.delete_many({"files_id": stored_id, "n": {"$gt": first_n}})
+        if after_a_crash:  # what the dead writer stored past the offset goes (the others left none)
+            chunks.delete_many({"files_id": stored_id, "n": {"$gt": first_n}})
     hasher = hashlib.new(checksum[0]) if checksum else None
     received = 0
     pending = bytearray(prefix)

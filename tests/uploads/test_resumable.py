@@ -6,7 +6,9 @@ import hashlib
 import threading
 import time
 
+import pymongo
 import pytest
+from bson import ObjectId
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
@@ -218,3 +220,27 @@ def test_the_pages_session_needs_its_csrf_token(alice):
     assert created.status_code == 201 and created["Upload-Offset"] == "100", created.content
     assert patch(client, created["Location"], data, 100).status_code == 403
     assert patch(client, created["Location"], data, 100, **csrf).status_code == 204
+
+
+def test_a_writer_that_died_holding_the_lock_leaves_nothing_the_next_one_keeps(alice, media_files, settings):
+    """A web process killed mid-PATCH keeps its lock (until the lease lapses) and may have stored chunks past
+    the committed offset: the next PATCH at the offset replaces them, and the file assembles byte for byte."""
+    video = media.make_large_video(media_files).read_bytes()
+    url = create(alice, len(video), filename="crash.mkv")["Location"]
+    upload_id = ObjectId(url.rsplit("/", 1)[1])
+    first = 300 * 1024  # past the first GridFS chunk: the next PATCH starts mid-chunk
+    assert patch(alice, url, video[:first], 0).status_code == 204
+    with pymongo.MongoClient(settings.MONGODB_URI) as client:
+        database = client[settings.MONGODB_DB]
+        database["tus_uploads.chunks"].insert_many(
+            [{"files_id": upload_id, "n": n, "data": b"\xff" * storage.CHUNK_SIZE} for n in (2, 3)]
+        )
+        # The chunk the dead writer was filling: the committed bytes, then some it never committed.
+        grown = video[storage.CHUNK_SIZE : first] + b"\xee" * 1000
+        database["tus_uploads.chunks"].update_one({"files_id": upload_id, "n": 1}, {"$set": {"data": grown}})
+        dead_lease = {"metadata.lock": "dead-writer", "metadata.lock_until": storage._now().replace(year=2000)}
+        database["tus_uploads.files"].update_one({"_id": upload_id}, {"$set": dead_lease})
+    assert offset_of(alice, url) == first
+    last = patch(alice, url, video[first:], first)
+    assert last.status_code == 200, last.content
+    assert Job.objects.get(id=last.json()["id"]).content_sha256 == hashlib.sha256(video).hexdigest()
