@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -686,9 +687,9 @@ def _partial_take(stored_id: ObjectId, *, offset: int, lease_seconds: int) -> tu
 
 def _partial_renew(
     stored_id: ObjectId, token: str, *, lease_seconds: int, offset: int | None = None, expires=None
-) -> None:
-    """Extend the lock (and, given `offset`, commit it with the new expiry and let go); PartialUploadBusy
-    when it was lost."""
+) -> dict:
+    """Extend the lock (and, given `offset`, commit it with the new expiry and let go): the files document
+    as it is now; PartialUploadBusy when the lock was lost."""
     fields: dict[str, Any] = {"metadata.lock_until": _now() + datetime.timedelta(seconds=lease_seconds)}
     if offset is not None:
         fields = {
@@ -698,11 +699,12 @@ def _partial_renew(
             "metadata.lock": None,
             "metadata.lock_until": None,
         }
-    renewed = _database()[f"{TUS_UPLOADS}.files"].update_one(
-        {"_id": stored_id, "metadata.lock": token}, {"$set": fields}
+    renewed = _database()[f"{TUS_UPLOADS}.files"].find_one_and_update(
+        {"_id": stored_id, "metadata.lock": token}, {"$set": fields}, return_document=pymongo.ReturnDocument.AFTER
     )
-    if renewed.matched_count != 1:
+    if renewed is None:
         raise PartialUploadBusy("Another request took over this upload; ask for its offset (HEAD) and resume.")
+    return renewed
 
 
 def partial_append(
@@ -724,7 +726,6 @@ def partial_append(
     The expiry moves to `expires`: an upload that is still arriving does not lapse.
     """
     stored_id = _partial_id(upload_id)
-    chunks = None
     with _driver_errors(f"appending to upload {stored_id}"):
         token, after_a_crash = _partial_take(stored_id, offset=offset, lease_seconds=lease_seconds)
         chunks = _database()[f"{TUS_UPLOADS}.chunks"]
@@ -743,6 +744,7 @@ def partial_append(
     batch: list[dict] = []
     next_n = first_n
     interrupted: BaseException | None = None
+    renewed = time.monotonic()
 
     def flush() -> None:
         nonlocal batch
@@ -755,7 +757,6 @@ def partial_append(
                 batch = batch[1:]
             if batch:
                 chunks.insert_many(batch, ordered=True)
-            _partial_renew(stored_id, token, lease_seconds=lease_seconds)
         batch = []
 
     def add_chunk(data: bytes) -> None:
@@ -774,6 +775,10 @@ def partial_append(
                 break
             if not data:
                 break
+            if time.monotonic() - renewed > lease_seconds / 3:  # held while bytes arrive, however slowly
+                with _driver_errors(f"appending to upload {stored_id}"):
+                    _partial_renew(stored_id, token, lease_seconds=lease_seconds)
+                renewed = time.monotonic()
             received += len(data)
             if hasher:
                 hasher.update(data)
@@ -798,17 +803,22 @@ def partial_append(
             "Send them again."
         )
     with _driver_errors(f"appending to upload {stored_id}"):
-        _partial_renew(stored_id, token, lease_seconds=lease_seconds, offset=offset + received, expires=expires)
+        committed = _partial_renew(
+            stored_id, token, lease_seconds=lease_seconds, offset=offset + received, expires=expires
+        )
     if interrupted is not None:
         logger.info("upload %s: the body stopped after %d of %d bytes (%s)", stored_id, received, size, interrupted)
-    return partial_get(upload_id)
+    return _partial_from(committed)
 
 
 def _partial_restore(stored_id: ObjectId, token: str, *, first_n: int, prefix: bytes) -> None:
-    """Put the chunks back as they were at the offset and let go of the lock; quietly, since the error
-    that led here matters more (the next writer replaces what stays past the offset)."""
+    """Put the chunks back as they were at the offset and let go of the lock, unless another writer took
+    it over meanwhile (its chunks are its own); quietly, since the error that led here matters more (the
+    next writer replaces what stays past the offset)."""
     try:
         database = _database()
+        if not database[f"{TUS_UPLOADS}.files"].count_documents({"_id": stored_id, "metadata.lock": token}, limit=1):
+            return
         database[f"{TUS_UPLOADS}.chunks"].delete_many({"files_id": stored_id, "n": {"$gt": first_n}})
         if prefix:
             database[f"{TUS_UPLOADS}.chunks"].update_one(
