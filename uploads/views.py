@@ -11,7 +11,6 @@ from uploads import selectors
 from uploads.serializers import JobSerializer
 from uploads.services.intake import human_bytes, too_large_sentence
 
-
 # What the page sends per PATCH of a resumable upload: what a dropped connection costs at most, against one
 # request per 8 MiB (make bench measures this size against a plain GridFS write).
 UPLOAD_CHUNK_BYTES = 8 * 1024**2
