@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/jobs/", include("uploads.urls")),
     path("api/feed/", sharing_apis.FeedApi.as_view(), name="feed"),
     path("api/webhooks/", include("notifications.urls")),
+    path("api/uploads/", include("uploads.resumable_urls")),
     path("api/presets/", upload_apis.PresetListApi.as_view(), name="preset-list"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file (?script), so the page holds under the CSP header.

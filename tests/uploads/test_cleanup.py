@@ -38,8 +38,8 @@ def test_cleanup_removes_what_no_job_needs_and_keeps_the_rest(mongodb, capsys):
 
     call_command("cleanup_storage", "--older-than", "0")
     assert (
-        "removed 1 video(s), 0 audio source(s) or cover(s), 1 MP3(s) and the chunks of 1 interrupted write(s)."
-        in capsys.readouterr().out
+        "removed 1 video(s), 0 audio source(s) or cover(s), 1 MP3(s), 0 expired resumable upload(s) and the "
+        "chunks of 1 interrupted write(s)." in capsys.readouterr().out
     )
     assert storage.file_exists(storage.VIDEOS, kept_video.file_id)
     assert not storage.file_exists(storage.VIDEOS, orphan_video.file_id)

@@ -1,6 +1,7 @@
 /* videomp3 — the browser UI's behaviour. Plain JavaScript, no build step, no inline code (CSP default-src 'self').
  *
- * Jobs page: uploads each chosen or dropped file with its own XMLHttpRequest (upload progress, cancel = abort),
+ * Jobs page: uploads each chosen or dropped file resumably with tus-js-client (upload progress, resumes after a
+ * dropped connection or a reload, cancel = abort and remove),
  * then keeps the list in step with GET /api/jobs/ by polling: every ~1.5 s while a job is queued or converting,
  * every 15 s otherwise. Job page: the same, for one job. Rows are updated in place, so a playing <audio> keeps
  * playing while the rest of the page changes.
@@ -1092,72 +1093,128 @@
       pump();
     }
 
+    /** Bytes sent so far, as the row shows them. */
+    function showProgress(item, sent) {
+      const size = item.file.size;
+      const percent = size ? Math.min(100, Math.floor((sent / size) * 100)) : 100;
+      item.bar.value = percent;
+      if (sent >= size) setStatus(item, `${formatBytes(size)} · 100 % · checking the file…`); // the server checks it now
+      else setStatus(item, `${formatBytes(sent)} of ${formatBytes(size)} · ${percent} %`);
+    }
+
+    function uploaded(item, job) {
+      showOptionErrors(optionsForm(), "");
+      setState(item, "done");
+      item.bar.value = 100;
+      setStatus(item, "Uploaded · 100 %");
+      setActions(item);
+      announce(`${item.file.name} is uploaded and queued for conversion.`);
+      if (job) onUploaded(job);
+      forget(item, 6000);
+      pump();
+    }
+
+    function refused(item, status, text) {
+      if (status === 401) {
+        fail(item, "Your session has ended. Sign in again, then upload the file again.", false);
+        return;
+      }
+      showOptionErrors(optionsForm(), text);
+      const sentence = detailOf(status, text);
+      fail(item, sentence, status >= 500 || status === 0, refusalDetails(text, sentence));
+    }
+
+    const responseOf = (error) => {
+      const response = error && error.originalResponse;
+      return response ? { status: response.getStatus(), text: response.getBody() || "" } : { status: 0, text: "" };
+    };
+
+    /**
+     * Sends the file resumably (tus, POST /api/uploads/ then PATCHes of config.uploadChunkBytes): a dropped
+     * connection is retried from the server's offset, and a file chosen again after a reload resumes where it
+     * stopped (tus-js-client keeps the upload's URL in localStorage under the file's name, size and date), so
+     * the bar goes on from there. The request with the last bytes answers with the job, as POST /api/jobs/ does.
+     */
     function send(item) {
       setState(item, "uploading");
       item.error.hidden = true;
-      item.bar.hidden = false;
+      item.bar.hidden = true; // shown with the first progress, which for a resumed upload starts at its offset
       item.bar.value = 0;
       setStatus(item, `0 of ${formatBytes(item.file.size)} · 0 %`);
-      const xhr = new XMLHttpRequest();
-      item.xhr = xhr;
-      setActions(item, button("Cancel", "close", `Cancel the upload of ${item.file.name}`, () => xhr.abort()));
-      xhr.open("POST", config.jobsUrl);
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
-      xhr.setRequestHeader("Accept", "application/json");
-      xhr.upload.addEventListener("progress", (event) => {
-        if (!event.lengthComputable || item.state !== "uploading") return;
-        // event.total includes the multipart framing; report it as a share of the file's own size.
-        const percent = Math.min(100, Math.floor((event.loaded / event.total) * 100));
-        item.bar.value = percent;
-        setStatus(item, `${formatBytes(Math.round((item.file.size * percent) / 100))} of ${formatBytes(item.file.size)} · ${percent} %`);
-      });
-      xhr.upload.addEventListener("load", () => {
-        // Every byte is sent; the server now checks the file before it answers.
-        if (item.state !== "uploading") return;
-        item.bar.value = 100;
-        setStatus(item, `${formatBytes(item.file.size)} · 100 % · checking the file…`);
-      });
-      xhr.addEventListener("load", () => {
-        if (xhr.status === 202 || xhr.status === 200) {
-          showOptionErrors(optionsForm(), "");
-          setState(item, "done");
-          item.bar.value = 100;
-          setStatus(item, "Uploaded · 100 %");
-          setActions(item);
+      const upload = new window.tus.Upload(item.file, {
+        endpoint: config.uploadsUrl,
+        chunkSize: config.uploadChunkBytes,
+        // A lost connection is tried again for about two minutes: long enough for a train tunnel or a Wi-Fi hand-over.
+        retryDelays: [0, 1000, 3000, 5000, 10000, 10000, 20000, 30000, 30000],
+        removeFingerprintOnSuccess: true,
+        metadata: { filename: item.file.name, ...item.options },
+        headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+        onProgress(sent) {
+          // While waiting for room, a refused PATCH's body may still count as sent: the bar waits for one taken.
+          if (item.state !== "uploading") return;
+          item.bar.hidden = false;
+          showProgress(item, sent);
+        },
+        onAfterResponse(request, response) {
+          if (item.state === "paused" && request.getMethod() === "PATCH" && response.getStatus() < 300) {
+            setState(item, "uploading"); // room again after a wait
+          }
+        },
+        onShouldRetry(error) {
+          if (item.state === "cancelled") return false;
+          const { status, text } = responseOf(error);
+          if (atCapacity(status, text)) {
+            // The server is receiving all the uploads it can hold: wait for room, then go on from the offset.
+            setState(item, "paused");
+            item.bar.hidden = true;
+            setStatus(item, "Waiting for room on the server…");
+            return true;
+          }
+          return status === 0 || status >= 500 || status === 409 || status === 423;
+        },
+        onSuccess({ lastResponse }) {
+          if (item.state === "cancelled") return;
           let job = null;
           try {
-            job = JSON.parse(xhr.responseText);
+            job = JSON.parse(lastResponse.getBody() || "null");
           } catch (_) {
-            // the poll picks the job up anyway
+            // an answer without the job (a resumed upload that was already complete): ask the upload for it
           }
-          announce(`${item.file.name} is uploaded and queued for conversion.`);
-          if (job) onUploaded(job);
-          forget(item, 6000);
-        } else if (atCapacity(xhr.status, xhr.responseText)) {
-          waitForRoom(item, Number(xhr.getResponseHeader("Retry-After")));
-        } else if (xhr.status === 401) {
-          fail(item, "Your session has ended. Sign in again, then upload the file again.", false);
-        } else {
-          showOptionErrors(optionsForm(), xhr.responseText);
-          const sentence = detailOf(xhr.status, xhr.responseText);
-          fail(item, sentence, xhr.status >= 500 || xhr.status === 0, refusalDetails(xhr.responseText, sentence));
-        }
-        pump();
+          if (job && job.id) return uploaded(item, job);
+          api("GET", upload.url)
+            .then(({ data }) => (data && data.job ? uploaded(item, data.job) : refused(item, 500, "")))
+            .catch((error) => refused(item, error.status || 0, ""));
+        },
+        onError(error) {
+          if (item.state === "cancelled") return;
+          const { status, text } = responseOf(error);
+          refused(item, status, text);
+        },
       });
-      xhr.addEventListener("error", () => fail(item, fallbackSentence(0), true));
-      xhr.addEventListener("abort", () => {
-        setState(item, "cancelled");
-        setStatus(item, "Cancelled");
-        setActions(item);
-        announce(`The upload of ${item.file.name} was cancelled.`);
-        forget(item, 1200);
-        pump();
-      });
-      // The options go first: the server refuses bad ones before it reads the file's bytes.
-      const form = new FormData();
-      appendOptions(form, item.options);
-      form.append("file", item.file, item.file.name);
-      xhr.send(form);
+      item.upload = upload;
+      setActions(
+        item,
+        button("Cancel", "close", `Cancel the upload of ${item.file.name}`, () => {
+          setState(item, "cancelled");
+          upload.abort(true).catch(() => {}); // and remove what the server holds of it (tus termination)
+          setStatus(item, "Cancelled");
+          setActions(item);
+          announce(`The upload of ${item.file.name} was cancelled.`);
+          forget(item, 1200);
+          pump();
+        }),
+      );
+      upload
+        .findPreviousUploads()
+        .then((previous) => {
+          if (item.state !== "uploading") return;
+          if (previous.length) {
+            upload.resumeFromPreviousUpload(previous[0]);
+            setStatus(item, "Resuming where the upload stopped…");
+          }
+          upload.start();
+        })
+        .catch(() => upload.start());
     }
 
     function pump() {
