@@ -31,7 +31,7 @@ class _DetailColumn(ProgressColumn):
                 minutes, seconds = divmod(int(task.time_remaining), 60)
                 parts.append(f"{minutes}:{seconds:02d} left")
             return Text(f"{phase} " + " · ".join(parts))
-        return Text(phase)
+        return phase if isinstance(phase, Text) else Text(phase)
 
 
 class Reporter:
