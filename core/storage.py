@@ -536,3 +536,397 @@ def orphan_chunk_file_ids(bucket: str, cutoff) -> list[str]:
             if chunk["_id"].generation_time < cutoff
         }
     return [str(file_id) for file_id in orphans]
+
+
+# --- resumable (tus) uploads in progress ----------------------------------------------------
+
+# Uploads still arriving, each a GridFS file of this bucket that grows PATCH by PATCH: its files document
+# exists from creation, with `length` the bytes received so far and the upload's state in `metadata`, so
+# every web replica sees the same offset, and a resumed PATCH may land on any of them.
+TUS_UPLOADS = "tus_uploads"
+
+RECEIVING = "receiving"  # bytes still arriving
+FINISHING = "finishing"  # all bytes arrived; a web process is turning them into a job
+FINISHED = "finished"  # a job was made of it; the bytes are gone, the record names the job until it expires
+
+
+class PartialUploadNotFound(StorageError):
+    """No unexpired upload in progress has this id."""
+
+
+class PartialUploadBusy(StorageError):
+    """Another request is writing to this upload right now."""
+
+
+class PartialOffsetMismatch(StorageError):
+    """The client's offset is not the upload's: it holds `offset` bytes (or is no longer receiving)."""
+
+    def __init__(self, sentence: str, *, offset: int):
+        super().__init__(sentence)
+        self.offset = offset
+
+
+class PartialChecksumMismatch(StorageError):
+    """The bytes that arrived do not match the checksum the client sent with them; none were kept."""
+
+
+@dataclass(frozen=True)
+class PartialUpload:
+    upload_id: str
+    owner_id: int
+    length: int
+    offset: int
+    expires: datetime.datetime
+    state: str
+    info: dict  # what the client declared at creation (its name, options...): the caller's own keys
+    job_id: str | None = None
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    """MongoDB hands back naive UTC datetimes."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _partial_from(document: dict) -> PartialUpload:
+    state = document["metadata"]
+    return PartialUpload(
+        upload_id=str(document["_id"]),
+        owner_id=state["owner_id"],
+        length=state["upload_length"],
+        offset=state["offset"],
+        expires=_aware(state["expires"]),
+        state=state["state"],
+        info=dict(state.get("info") or {}),
+        job_id=state.get("job_id"),
+    )
+
+
+def _partial_id(upload_id: str) -> ObjectId:
+    if not isinstance(upload_id, str) or not _OBJECT_ID_HEX.fullmatch(upload_id):
+        raise PartialUploadNotFound("No upload in progress has this id; create a new upload.")
+    return ObjectId(upload_id)
+
+
+def partial_create(*, owner_id: int, length: int, expires: datetime.datetime, info: dict) -> PartialUpload:
+    """An empty upload of `length` bytes, receiving until `expires`."""
+    document = {
+        "_id": ObjectId(),
+        "length": 0,
+        "chunkSize": CHUNK_SIZE,
+        "uploadDate": _now().replace(microsecond=0),
+        "filename": str(info.get("filename") or "upload"),
+        "metadata": {
+            "state": RECEIVING,
+            "owner_id": owner_id,
+            "upload_length": length,
+            "offset": 0,
+            "expires": expires,
+            "info": info,
+            "lock": None,
+            "lock_until": None,
+        },
+    }
+    with _driver_errors(f"creating an upload in {TUS_UPLOADS}"):
+        _ensure_indexes(TUS_UPLOADS)
+        _database()[f"{TUS_UPLOADS}.files"].insert_one(document)
+    return _partial_from(document)
+
+
+def partial_get(upload_id: str, *, now: datetime.datetime | None = None) -> PartialUpload:
+    """The upload, unless it expired (PartialUploadNotFound)."""
+    stored_id = _partial_id(upload_id)
+    with _driver_errors(f"reading upload {stored_id}"):
+        document = _database()[f"{TUS_UPLOADS}.files"].find_one({"_id": stored_id})
+    if document is None or _aware(document["metadata"]["expires"]) <= (now or _now()):
+        raise PartialUploadNotFound("No upload in progress has this id (it may have expired); create a new upload.")
+    return _partial_from(document)
+
+
+def partial_count_active(*, owner_id: int, now: datetime.datetime | None = None) -> int:
+    """The owner's uploads still arriving or being finished, expired ones left out."""
+    query = {
+        "metadata.owner_id": owner_id,
+        "metadata.state": {"$in": [RECEIVING, FINISHING]},
+        "metadata.expires": {"$gt": now or _now()},
+    }
+    with _driver_errors(f"counting uploads in {TUS_UPLOADS}"):
+        return _database()[f"{TUS_UPLOADS}.files"].count_documents(query)
+
+
+def _free_or_stale_lock(now: datetime.datetime) -> dict:
+    return {"$or": [{"metadata.lock": None}, {"metadata.lock_until": {"$lt": now}}]}
+
+
+def _partial_take(stored_id: ObjectId, *, offset: int, lease_seconds: int) -> str:
+    """Hold the upload for one writer at `offset` (compare-and-set in MongoDB): its lock token.
+
+    A writer that died leaves its lock to lapse after lease_seconds; a living one renews it as it writes."""
+    token = ObjectId().binary.hex()
+    now = _now()
+    files = _database()[f"{TUS_UPLOADS}.files"]
+    taken = files.update_one(
+        {
+            "_id": stored_id,
+            "metadata.state": RECEIVING,
+            "metadata.offset": offset,
+            "metadata.expires": {"$gt": now},
+            **_free_or_stale_lock(now),
+        },
+        {"$set": {"metadata.lock": token, "metadata.lock_until": now + datetime.timedelta(seconds=lease_seconds)}},
+    )
+    if taken.modified_count == 1:
+        return token
+    document = files.find_one({"_id": stored_id}, {"metadata": 1})
+    if document is None or _aware(document["metadata"]["expires"]) <= now:
+        raise PartialUploadNotFound("No upload in progress has this id (it may have expired); create a new upload.")
+    state = document["metadata"]
+    if state["state"] != RECEIVING:
+        raise PartialOffsetMismatch(
+            "This upload has received all its bytes; send none after them.", offset=state["upload_length"]
+        )
+    if state["offset"] != offset:
+        raise PartialOffsetMismatch(
+            f"The upload holds {state['offset']} bytes, not {offset}; ask for its offset (HEAD) and resume from there.",
+            offset=state["offset"],
+        )
+    raise PartialUploadBusy("Another request is sending bytes to this upload; wait for it to end, then resume.")
+
+
+def _partial_renew(
+    stored_id: ObjectId, token: str, *, lease_seconds: int, offset: int | None = None, expires=None
+) -> None:
+    """Extend the lock (and, given `offset`, commit it with the new expiry and let go); PartialUploadBusy
+    when it was lost."""
+    fields: dict[str, Any] = {"metadata.lock_until": _now() + datetime.timedelta(seconds=lease_seconds)}
+    if offset is not None:
+        fields = {
+            "metadata.offset": offset,
+            "length": offset,
+            "metadata.expires": expires,
+            "metadata.lock": None,
+            "metadata.lock_until": None,
+        }
+    renewed = _database()[f"{TUS_UPLOADS}.files"].update_one(
+        {"_id": stored_id, "metadata.lock": token}, {"$set": fields}
+    )
+    if renewed.matched_count != 1:
+        raise PartialUploadBusy("Another request took over this upload; ask for its offset (HEAD) and resume.")
+
+
+def partial_append(
+    upload_id: str,
+    read,
+    *,
+    offset: int,
+    size: int,
+    lease_seconds: int,
+    expires: datetime.datetime,
+    checksum: tuple[str, bytes] | None = None,
+) -> PartialUpload:
+    """Append up to `size` bytes, taken from read(n) until it returns b"", to the upload at `offset`.
+
+    One writer at a time: another gets PartialUploadBusy, a wrong offset PartialOffsetMismatch. The
+    chunks keep GridFS's layout at every moment (the last one partial), so a body cut off mid-way keeps
+    what arrived, and a crashed writer leaves at most chunks past the offset, which the next one replaces.
+    With `checksum` (hashlib name, expected digest) the bytes are kept only when all arrived and match.
+    The expiry moves to `expires`: an upload that is still arriving does not lapse.
+    """
+    stored_id = _partial_id(upload_id)
+    chunks = None
+    with _driver_errors(f"appending to upload {stored_id}"):
+        token = _partial_take(stored_id, offset=offset, lease_seconds=lease_seconds)
+        chunks = _database()[f"{TUS_UPLOADS}.chunks"]
+        first_n, kept = divmod(offset, CHUNK_SIZE)
+        prefix = b""
+        if kept:
+            found = chunks.find_one({"files_id": stored_id, "n": first_n}, {"data": 1})
+            prefix = bytes(found["data"])[:kept] if found else b""
+            if len(prefix) != kept:
+                raise gridfs.errors.CorruptGridFile(f"chunk {first_n} of upload {stored_id} is short")
+        # What a crashed writer left past the offset.
+        chunks.delete_many({"files_id": stored_id, "n": {"$gt": first_n}})
+    hasher = hashlib.new(checksum[0]) if checksum else None
+    received = 0
+    pending = bytearray(prefix)
+    batch: list[dict] = []
+    next_n = first_n
+    interrupted: BaseException | None = None
+
+    def flush() -> None:
+        nonlocal batch
+        if not batch:
+            return
+        with _driver_errors(f"appending to upload {stored_id}"):
+            if batch[0]["n"] == first_n:  # rewrites the partial chunk it started from
+                rewritten = {key: value for key, value in batch[0].items() if key != "_id"}  # _id is kept
+                chunks.replace_one({"files_id": stored_id, "n": first_n}, rewritten, upsert=True)
+                batch = batch[1:]
+            if batch:
+                chunks.insert_many(batch, ordered=True)
+            _partial_renew(stored_id, token, lease_seconds=lease_seconds)
+        batch = []
+
+    def add_chunk(data: bytes) -> None:
+        nonlocal next_n
+        batch.append({"_id": ObjectId(), "files_id": stored_id, "n": next_n, "data": data})
+        next_n += 1
+        if len(batch) >= WRITE_BATCH_CHUNKS:
+            flush()
+
+    try:
+        while received < size:
+            try:
+                data = read(min(CHUNK_SIZE, size - received))
+            except (OSError, ValueError) as exc:  # the client went away mid-body
+                interrupted = exc
+                break
+            if not data:
+                break
+            received += len(data)
+            if hasher:
+                hasher.update(data)
+            pending += data
+            while len(pending) >= CHUNK_SIZE:
+                add_chunk(bytes(pending[:CHUNK_SIZE]))
+                del pending[:CHUNK_SIZE]
+        refused = hasher is not None and (received != size or hasher.digest() != checksum[1])
+        if not refused:
+            if pending:
+                add_chunk(bytes(pending))
+            flush()
+    except BaseException:
+        _partial_restore(stored_id, token, first_n=first_n, prefix=prefix)
+        raise
+    if refused:
+        _partial_restore(stored_id, token, first_n=first_n, prefix=prefix)
+        if received != size:
+            raise PartialChecksumMismatch("The body ended before all its bytes arrived; send them again.")
+        raise PartialChecksumMismatch(
+            "The bytes that arrived do not match their Upload-Checksum; they may have been damaged on the way. "
+            "Send them again."
+        )
+    with _driver_errors(f"appending to upload {stored_id}"):
+        _partial_renew(stored_id, token, lease_seconds=lease_seconds, offset=offset + received, expires=expires)
+    if interrupted is not None:
+        logger.info("upload %s: the body stopped after %d of %d bytes (%s)", stored_id, received, size, interrupted)
+    return partial_get(upload_id)
+
+
+def _partial_restore(stored_id: ObjectId, token: str, *, first_n: int, prefix: bytes) -> None:
+    """Put the chunks back as they were at the offset and let go of the lock; quietly, since the error
+    that led here matters more (the next writer replaces what stays past the offset)."""
+    try:
+        database = _database()
+        database[f"{TUS_UPLOADS}.chunks"].delete_many({"files_id": stored_id, "n": {"$gt": first_n}})
+        if prefix:
+            database[f"{TUS_UPLOADS}.chunks"].update_one(
+                {"files_id": stored_id, "n": first_n}, {"$set": {"data": prefix}}
+            )
+        else:
+            database[f"{TUS_UPLOADS}.chunks"].delete_many({"files_id": stored_id, "n": first_n})
+        database[f"{TUS_UPLOADS}.files"].update_one(
+            {"_id": stored_id, "metadata.lock": token}, {"$set": {"metadata.lock": None, "metadata.lock_until": None}}
+        )
+    except PyMongoError as exc:
+        logger.warning("could not restore upload %s after a refused PATCH: %s", stored_id, exc)
+
+
+def partial_finish_begin(upload_id: str, *, lease_seconds: int) -> PartialUpload | None:
+    """Claim a complete upload for turning into a job (one process does it); None when it is not
+    complete, or another process has it."""
+    upload = partial_get(upload_id)
+    if upload.offset != upload.length:
+        return None
+    stored_id, now = _partial_id(upload_id), _now()
+    with _driver_errors(f"finishing upload {stored_id}"):
+        document = _database()[f"{TUS_UPLOADS}.files"].find_one_and_update(
+            {
+                "_id": stored_id,
+                "metadata.state": {"$in": [RECEIVING, FINISHING]},
+                "metadata.offset": upload.length,
+                **_free_or_stale_lock(now),
+            },
+            {
+                "$set": {
+                    "metadata.state": FINISHING,
+                    "metadata.lock": ObjectId().binary.hex(),
+                    "metadata.lock_until": now + datetime.timedelta(seconds=lease_seconds),
+                }
+            },
+            return_document=pymongo.ReturnDocument.AFTER,
+        )
+    return _partial_from(document) if document else None
+
+
+def partial_copy_to_path(upload_id: str, path: str | os.PathLike, *, hash_name: str = "sha256") -> str:
+    """Assemble the received bytes into a local file; their digest (hex) by `hash_name`."""
+    digest = hashlib.new(hash_name)
+    partial = f"{os.fspath(path)}.part"
+    try:
+        with open(partial, "wb") as target:
+            for chunk in iter_range(TUS_UPLOADS, upload_id, chunk_size=CHUNK_SIZE):
+                digest.update(chunk)
+                target.write(chunk)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return digest.hexdigest()
+
+
+def partial_finish_release(upload_id: str) -> None:
+    """Give a claimed upload back (its job could not be made now): a later empty PATCH finishes it."""
+    stored_id = _partial_id(upload_id)
+    with _driver_errors(f"releasing upload {stored_id}"):
+        _database()[f"{TUS_UPLOADS}.files"].update_one(
+            {"_id": stored_id, "metadata.state": FINISHING},
+            {"$set": {"metadata.state": RECEIVING, "metadata.lock": None, "metadata.lock_until": None}},
+        )
+
+
+def partial_finished(upload_id: str, *, job_id: str) -> None:
+    """The upload became job `job_id`: its bytes go, its record stays (naming the job) until it expires."""
+    stored_id = _partial_id(upload_id)
+    with _driver_errors(f"finishing upload {stored_id}"):
+        database = _database()
+        database[f"{TUS_UPLOADS}.files"].update_one(
+            {"_id": stored_id},
+            {"$set": {"metadata.state": FINISHED, "metadata.job_id": job_id, "metadata.lock": None, "length": 0}},
+        )
+        database[f"{TUS_UPLOADS}.chunks"].delete_many({"files_id": stored_id})
+
+
+def partial_delete(upload_id: str) -> bool:
+    """Remove the upload and its bytes (termination, or a refusal once it arrived)."""
+    try:
+        stored_id = _partial_id(upload_id)
+    except PartialUploadNotFound:
+        return False
+    with _driver_errors(f"deleting upload {stored_id}"):
+        return _delete_by_id(TUS_UPLOADS, stored_id)
+
+
+def partial_uploads_expire(*, now: datetime.datetime | None = None) -> int:
+    """Remove every upload past its expiry that no request is writing to right now: its record and chunks."""
+    now = now or _now()
+    query = {"metadata.expires": {"$lte": now}, **_free_or_stale_lock(now)}
+    removed = 0
+    with _driver_errors(f"expiring uploads in {TUS_UPLOADS}"):
+        files = _database()[f"{TUS_UPLOADS}.files"]
+        for document in files.find(query, {"_id": 1}):
+            # Conditional, so an upload that a PATCH renewed meanwhile stays.
+            if files.delete_one({"_id": document["_id"], **query}).deleted_count:
+                _database()[f"{TUS_UPLOADS}.chunks"].delete_many({"files_id": document["_id"]})
+                removed += 1
+    return removed
+
+
+def partial_chunk_count(upload_id: str) -> int:
+    """How many chunks the upload holds in GridFS (what a test checks after expiry or a refusal)."""
+    stored_id = _partial_id(upload_id)
+    with _driver_errors(f"counting chunks of upload {stored_id}"):
+        return _database()[f"{TUS_UPLOADS}.chunks"].count_documents({"files_id": stored_id})

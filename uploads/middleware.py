@@ -30,12 +30,15 @@ class PartialUploadCleanupMiddleware:
 # progress ends within minutes, and a refused one costs only its headers.
 UPLOAD_CAPACITY_RETRY_AFTER_SECONDS = 10
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# A resumable (tus) upload's bytes: a PATCH, or the POST that creates it with its first bytes.
+TUS_CHUNK_CONTENT_TYPE = "application/offset+octet-stream"
+_UPLOAD_CONTENT_TYPES = {"multipart/form-data", TUS_CHUNK_CONTENT_TYPE}
 # Bodies this small are not counted: two of Django's in-memory upload sizes.
 SMALL_BODY_BYTES = 4 * 1024**2
 
 
 class ConcurrentUploadLimitMiddleware:
-    """At most MAX_CONCURRENT_UPLOADS multipart bodies in this process at once, reserving twice their
+    """At most MAX_CONCURRENT_UPLOADS multipart bodies (or tus chunks, see _chunk) in this process at once, reserving twice their
     Content-Length out of UPLOAD_SPOOL_BYTES; one more answers 503 with Retry-After before a byte of its
     body is read.
 
@@ -52,8 +55,10 @@ class ConcurrentUploadLimitMiddleware:
         self.reserved = 0
 
     def __call__(self, request):
-        if request.method not in _BODY_METHODS or request.content_type != "multipart/form-data":
+        if request.method not in _BODY_METHODS or request.content_type not in _UPLOAD_CONTENT_TYPES:
             return self.get_response(request)
+        if request.content_type == TUS_CHUNK_CONTENT_TYPE:
+            return self._chunk(request)
         # A missing or malformed length is answered by the upload view (400), which reads no body either.
         try:
             declared = max(0, int(request.META.get("CONTENT_LENGTH") or 0))
@@ -77,6 +82,22 @@ class ConcurrentUploadLimitMiddleware:
             with self.lock:
                 self.uploads -= 1
                 self.reserved -= needed
+
+    def _chunk(self, request):
+        """A tus chunk holds a thread while it arrives, as a multipart upload does, so it takes a slot of
+        MAX_CONCURRENT_UPLOADS (tus clients retry a 503 after Retry-After, then resume at the offset). It
+        reserves none of UPLOAD_SPOOL_BYTES: its bytes go straight to GridFS, never to the spool. Only the
+        request with an upload's last bytes assembles the file there, as the multipart upload of that file
+        would have spooled it."""
+        with self.lock:
+            if self.uploads >= settings.MAX_CONCURRENT_UPLOADS:
+                return _at_capacity()
+            self.uploads += 1
+        try:
+            return self.get_response(request)
+        finally:
+            with self.lock:
+                self.uploads -= 1
 
 
 def _at_capacity() -> JsonResponse:

@@ -219,6 +219,9 @@ MAX_CONCURRENT_UPLOADS = env_int("MAX_CONCURRENT_UPLOADS", max(1, env_int("GUNIC
 UPLOAD_SPOOL_BYTES = env_int("UPLOAD_SPOOL_BYTES", 2 * MAX_UPLOAD_SIZE)
 FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.SizeLimitedTemporaryFileUploadHandler"]
 KEEP_SOURCE_VIDEOS = env_bool("KEEP_SOURCE_VIDEOS", False)
+# A resumable (tus) upload that receives no byte for this long expires: its partial bytes are removed from
+# GridFS by cleanup_storage, and it no longer counts toward the queued-jobs quota. Each PATCH moves it on.
+TUS_UPLOAD_EXPIRY_SECONDS = env_int("TUS_UPLOAD_EXPIRY_SECONDS", 24 * 3600)
 # Per-user limits (0: none). Stored bytes count the user's videos and MP3s still in GridFS; a new upload
 # that would pass the limit answers 429, as does one more job while this many are queued or converting.
 QUOTA_BYTES_PER_USER = env_int("QUOTA_BYTES_PER_USER", 10 * 1024**3)

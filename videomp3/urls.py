@@ -15,6 +15,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("api/auth/", include("accounts.urls")),
     path("api/jobs/", include("uploads.urls")),
+    path("api/uploads/", include("uploads.resumable_urls")),
     path("api/presets/", upload_apis.PresetListApi.as_view(), name="preset-list"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file (?script), so the page holds under the CSP header.

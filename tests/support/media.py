@@ -403,3 +403,11 @@ def make_mkv_with_chapters(directory: Path, *, chapters: int = 3, seconds_each: 
     source = make_media_with_chapters(directory, chapters=chapters, seconds_each=seconds_each)
     args = ["-i", str(source), "-map", "0:v", "-map", "0:a", "-c", "copy", "-map_metadata", "0", "-map_chapters", "0"]
     return _cached(directory, f"chapters-{chapters}x{seconds_each:g}s.mkv", [*args, "-f", "matroska"])
+
+
+def make_large_video(directory: Path, *, seconds: float = 4.0) -> Path:
+    """A video of several MB (lossless H.264 of a moving pattern, with a tone): many GridFS chunks, for
+    uploads that must cross chunk boundaries."""
+    video = ["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds}"]
+    args = video + _audio(seconds) + ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "aac"]
+    return _cached(directory, f"large-h264-{seconds:g}s.mkv", [*args, "-f", "matroska"])

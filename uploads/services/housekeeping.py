@@ -13,6 +13,7 @@ from core import storage
 from uploads import selectors
 from uploads.models import Job
 from uploads.services.deletion import JOB_FILE_FIELDS, job_files_delete
+from uploads.services.resumable import resumable_uploads_expire
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:
     upload or a conversion may be writing them right now."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     counts = {"videos": 0, "sources": 0, "mp3s": 0, "orphan_chunks": 0}
+    # Resumable uploads by their own clock (TUS_UPLOAD_EXPIRY_SECONDS), never before it: one still arriving
+    # has no job yet, and is no leftover.
+    counts["expired_uploads"] = resumable_uploads_expire()
     for file_id, _metadata in storage.files_uploaded_before(storage.VIDEOS, cutoff):
         if not Job.objects.filter(video_file_id=file_id).exists():
             counts["videos"] += storage.delete(storage.VIDEOS, file_id)
@@ -76,7 +80,7 @@ def storage_cleanup(*, older_than_seconds: int = 3600) -> dict[str, int]:
             attempt_running = Q(id=_job_id_of_mp3(file_id), status=Job.Status.CONVERTING)
         if not Job.objects.filter(Q(mp3_file_id=file_id) | attempt_running).exists():
             counts["mp3s"] += storage.delete(storage.MP3S, file_id)
-    for bucket in (storage.VIDEOS, storage.SOURCES, storage.MP3S):
+    for bucket in (storage.VIDEOS, storage.SOURCES, storage.MP3S, storage.TUS_UPLOADS):
         for file_id in storage.orphan_chunk_file_ids(bucket, cutoff):
             storage.delete(bucket, file_id)
             counts["orphan_chunks"] += 1

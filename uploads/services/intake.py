@@ -73,9 +73,10 @@ def human_bytes(size: int) -> str:
     return f"{size} bytes"
 
 
-def queued_quota_check(*, owner) -> None:
+def queued_quota_check(*, owner, pending_uploads: int = 0) -> None:
+    """`pending_uploads`: the owner's resumable uploads still arriving, each a job to come."""
     limit = settings.QUOTA_QUEUED_JOBS_PER_USER
-    if limit > 0 and selectors.job_count_in_progress(user=owner) >= limit:
+    if limit > 0 and selectors.job_count_in_progress(user=owner) + pending_uploads >= limit:
         raise QuotaExceeded(
             f"You already have {limit} jobs waiting or converting, this server's limit; "
             "wait until one of them finishes and try again.",
@@ -102,9 +103,9 @@ def _bytes_quota_check(*, owner, incoming: int) -> None:
     )
 
 
-def quota_check(*, owner, incoming: int) -> None:
+def quota_check(*, owner, incoming: int, pending_uploads: int = 0) -> None:
     """Refuse (QuotaExceeded) an upload of `incoming` bytes that would pass one of the owner's limits."""
-    queued_quota_check(owner=owner)
+    queued_quota_check(owner=owner, pending_uploads=pending_uploads)
     _bytes_quota_check(owner=owner, incoming=incoming)
 
 
