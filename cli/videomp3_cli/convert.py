@@ -19,7 +19,7 @@ from pathlib import Path
 from videomp3_cli import config
 from videomp3_cli.api import ApiError, CliError, Session, Unreachable, UsageError
 from videomp3_cli.output import Reporter, human_size
-from videomp3_cli.transfer import Interrupted, Upload, file_sha256, reused_job, upload_key, uploader_for
+from videomp3_cli.transfer import Interrupted, Upload, file_sha256, upload_key, uploader_for
 
 # What a folder is searched for: the containers the server accepts (its probe decides in the end). A named
 # file is sent whatever its extension; MP3s are left out of folders, their MP3 would be themselves.
@@ -28,6 +28,23 @@ MEDIA_EXTENSIONS = {
     ".3gp", ".ogv", ".wav", ".flac", ".m4a", ".ogg", ".oga", ".opus", ".aac", ".wma", ".mka",
 }  # fmt: skip
 POLL_SECONDS = 1.0
+# After Ctrl-C, how long the files in flight get to stop at their next piece (a PATCH in flight may take
+# longer on a slow network: the process then ends without it, and the rerun asks the server's offset).
+STOP_GRACE_SECONDS = 3.0
+
+# Temp files being written, so an exit that cannot wait for its threads still removes them.
+_partial_files: set[str] = set()
+_partial_lock = threading.Lock()
+
+
+def remove_partial_files() -> None:
+    with _partial_lock:
+        for name in list(_partial_files):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            _partial_files.discard(name)
+
+
 FINISHED = {"done", "failed", "cancelled", "expired"}
 
 
@@ -87,6 +104,8 @@ def save_atomically(target: Path, fill) -> None:
     """fill(file) writes the MP3 into a hidden temp file beside the target, renamed to it once whole."""
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    with _partial_lock:
+        _partial_files.add(temp_name)
     try:
         with os.fdopen(descriptor, "wb") as temp:
             fill(temp)
@@ -98,6 +117,9 @@ def save_atomically(target: Path, fill) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+    finally:
+        with _partial_lock:
+            _partial_files.discard(temp_name)
 
 
 def download_mp3(session: Session, job_id: str, target: Path, *, stop: threading.Event, on_bytes=None) -> None:
@@ -138,20 +160,23 @@ class Converter:
         self.uploader = uploader_for(session)
 
     def run(self, items: list[Item], parallel: int) -> None:
-        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="convert") as pool:
-            futures = [pool.submit(self.one, item) for item in items]
-            try:
-                while not all(future.done() for future in futures):
-                    time.sleep(0.1)  # the main thread stays free to receive Ctrl-C
-            except KeyboardInterrupt:
-                self.stop.set()
-                for future in futures:
-                    future.cancel()
-                raise
-            for future in futures:
-                error = future.exception()
-                if isinstance(error, UsageError):
-                    raise error  # the options are refused for every file alike
+        pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="convert")
+        futures = [pool.submit(self.one, item) for item in items]
+        try:
+            while not all(future.done() for future in futures):
+                time.sleep(0.1)  # the main thread stays free to receive Ctrl-C
+        except KeyboardInterrupt:
+            self.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while time.monotonic() < deadline and not all(future.done() for future in futures):
+                time.sleep(0.05)
+            raise
+        pool.shutdown()
+        for future in futures:
+            error = future.exception()
+            if isinstance(error, UsageError):
+                raise error  # the options are refused for every file alike
 
     def one(self, item: Item) -> None:
         if self.stop.is_set():
@@ -182,15 +207,14 @@ class Converter:
         upload = Upload(item.source, sha256, self.options, upload_key(self.session.server, sha256, self.options))
         job = self._known_job(upload.key)
         if job is None:
-            job = reused_job(self.session, upload)
-        if job is None:
-            size = item.source.stat().st_size
-            self.reporter.phase(name, "uploading", 0, size)
+            started = False
 
-            def on_progress(sent, total, first=[True]):  # noqa: B006 - one flag per upload
-                if first[0] and sent > 0:
-                    self.reporter.phase(name, "uploading", sent, total, note=f"resumed at {human_size(sent)}")
-                first[0] = False
+            def on_progress(sent, total):
+                nonlocal started
+                if not started:  # the first call says where the upload starts: beyond 0, it resumed
+                    note = f"resumed at {human_size(sent)}" if sent else ""
+                    self.reporter.phase(name, "uploading", sent, total, note=note)
+                    started = True
                 self.reporter.advance(name, sent, total)
 
             job = self.uploader.upload(upload, on_progress, self.stop)

@@ -2,12 +2,13 @@
 
 import argparse
 import getpass
+import os
 import sys
 import threading
 
 from videomp3_cli import __version__, api, config
 from videomp3_cli.api import ApiError, AuthError, CliError, Session, UsageError
-from videomp3_cli.convert import Converter, Item, discover, download_mp3, wait_for_job
+from videomp3_cli.convert import Converter, Item, discover, download_mp3, remove_partial_files, wait_for_job
 from videomp3_cli.output import human_size, reporter_for
 from videomp3_cli.transfer import Interrupted
 
@@ -304,4 +305,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if code == api.EXIT_INTERRUPTED and threading.active_count() > 1:
+        # A transfer still blocked in the network would hold the exit until it ends: end now instead,
+        # once no temp file is left behind.
+        remove_partial_files()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

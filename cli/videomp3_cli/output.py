@@ -41,6 +41,7 @@ class Reporter:
         self.out = sys.stdout
         self._lock = threading.Lock()
         self._shown_percent: dict[str, int] = {}
+        self._phases: dict[str, str] = {}
 
     def __enter__(self):
         return self
@@ -57,6 +58,8 @@ class Reporter:
 
     # --- a file's life
     def phase(self, name: str, phase: str, completed: float = 0, total: float | None = None, note: str = "") -> None:
+        self._phases[name] = phase
+        self._shown_percent.pop(name, None)
         if phase in ("uploading", "downloading") and total:
             note = ", ".join(filter(None, [human_size(int(total)), note]))
         self.line(f"{name}: {phase}{f' ({note})' if note else ''}")
@@ -68,7 +71,7 @@ class Reporter:
         percent = int(completed * 100 / total) // 25 * 25
         if percent > self._shown_percent.get(name, -1) and 0 < percent < 100:
             self._shown_percent[name] = percent
-            self.line(f"{name}: {percent}%")
+            self.line(f"{name}: {self._phases.get(name, '')} {percent}%")
 
     def finish(self, name: str, result: str, detail: str) -> None:
         self._shown_percent.pop(name, None)

@@ -23,11 +23,12 @@ from urllib.parse import urljoin
 import httpx
 
 from videomp3_cli import config
-from videomp3_cli.api import ApiError, Session, UsageError, unreachable
+from videomp3_cli.api import ApiError, CliError, Session, UsageError, unreachable
 
 PIECE = 256 * 1024
 TUS_PATH = "/api/uploads/"
 TUS_CHUNK = 8 * 1024 * 1024
+TUS_VERSION = "1.0.0"
 # How often a server that is busy (503 with Retry-After, or too many of your jobs queued) is asked again.
 BUSY_RETRIES = 30
 BUSY_WAIT_CAP_SECONDS = 30.0
@@ -115,6 +116,9 @@ class MultipartUploader:
         self.session = session
 
     def upload(self, upload: Upload, on_progress: Callable[[int, int], None], stop: threading.Event) -> dict:
+        reused = reused_job(self.session, upload)
+        if reused is not None:
+            return reused
         size = upload.path.stat().st_size
         boundary = secrets.token_hex(16)
         name = upload.path.name.replace('"', "_").replace("\r", "_").replace("\n", "_")
@@ -159,7 +163,9 @@ class MultipartUploader:
 
 
 class TusUploader:
-    """tus 1.0 (core, creation, checksum) through tuspy: 8 MiB PATCHes, each with its SHA-1 checksum."""
+    """tus 1.0 at /api/uploads/: creation (which also answers dedup for a declared SHA-256) and the offset
+    asked over httpx, the bytes sent by tuspy in 8 MiB PATCHes, each with its SHA-1 checksum. The upload's
+    URL is kept in state.json until its job is known, so a rerun resumes at the server's offset."""
 
     resumable = True
 
@@ -176,7 +182,8 @@ class TusUploader:
             raise unreachable(session.server, exc) from None
         return response.status_code < 300 and "Tus-Version" in response.headers
 
-    def _metadata(self, upload: Upload) -> dict[str, str]:
+    @staticmethod
+    def _metadata(upload: Upload) -> str:
         options = dict(upload.options)
         metadata = {"filename": upload.path.name, "sha256": upload.sha256}
         preset = options.pop("preset", None)
@@ -184,79 +191,91 @@ class TusUploader:
             metadata["preset"] = str(preset)
         if options:
             metadata["options"] = json.dumps(options)
-        return metadata
+        return ",".join(f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in metadata.items())
+
+    def _create(self, upload: Upload, size: int, stop: threading.Event) -> tuple[str | None, dict | None]:
+        """(the new upload's URL, None), or (None, the job) when dedup serves the declared SHA-256."""
+        headers = {"Tus-Resumable": TUS_VERSION, "Upload-Length": str(size), "Upload-Metadata": self._metadata(upload)}
+        for _ in range(BUSY_RETRIES):
+            response = self.session.request("POST", TUS_PATH, headers=headers)
+            if response.status_code == 201:
+                job = _job_from({}, response.content)
+                if job is not None and "status" in job:
+                    return None, job
+                return urljoin(self.endpoint, response.headers["Location"]), None
+            error = ApiError(response)
+            _refuse_options(error)
+            if not _busy_wait(error, stop):
+                raise error
+        raise error
+
+    def _resume_offset(self, url: str) -> tuple[int | None, dict | None]:
+        """(the server's offset, None) for an upload still open, (None, its job) for one that became a job,
+        (None, None) for one the server no longer has (expired, deleted)."""
+        response = self.session.request("HEAD", url, headers={"Tus-Resumable": TUS_VERSION})
+        if response.status_code != 200:
+            return None, None
+        location = response.headers.get("Content-Location", "")
+        if "/api/jobs/" in location:
+            return None, self.session.json("GET", location)
+        return int(response.headers["Upload-Offset"]), None
 
     def upload(self, upload: Upload, on_progress: Callable[[int, int], None], stop: threading.Event) -> dict:
         from tusclient.client import TusClient
         from tusclient.exceptions import TusCommunicationError
 
         size = upload.path.stat().st_size
+        url = config.upload_url_for(upload.key)
+        offset = 0
+        if url:
+            offset, job = self._resume_offset(url)
+            if job is not None:
+                config.remember_upload_url(upload.key, None)
+                return job
+            if offset is None:
+                url, offset = None, 0
+        if not url:
+            url, job = self._create(upload, size, stop)
+            if job is not None:
+                return job
+            config.remember_upload_url(upload.key, url)
+        on_progress(offset, size)  # more than 0: resumed
         for _ in range(BUSY_RETRIES):
-            client = TusClient(
-                self.endpoint,
-                headers={"Authorization": f"Bearer {self.session.access_token}"},
-            )
             token = self.session.access_token
+            client = TusClient(self.endpoint, headers={"Authorization": f"Bearer {token}"})
+            uploader = client.uploader(file_path=str(upload.path), chunk_size=TUS_CHUNK, upload_checksum=True)
+            uploader.url, uploader.offset = url, offset
             try:
-                uploader = client.uploader(
-                    file_path=str(upload.path),
-                    chunk_size=TUS_CHUNK,
-                    metadata=self._metadata(upload),
-                    upload_checksum=True,
-                    url=None,
-                )
-                url = config.upload_url_for(upload.key)
-                if url:
-                    uploader.url = url
-                    try:
-                        uploader.offset = uploader.get_offset()
-                    except TusCommunicationError as exc:
-                        if exc.status_code == 401:
-                            raise
-                        uploader.url, uploader.offset = None, 0  # expired or finished: start a new one
-                        config.remember_upload_url(upload.key, None)
-                if not uploader.url:
-                    uploader.url = uploader.create_url()
-                    uploader.offset = 0
-                    config.remember_upload_url(upload.key, uploader.url)
-                on_progress(uploader.offset, size)  # more than 0: resumed
-                finished = None
                 while uploader.offset < size:
                     if stop.is_set():
                         raise Interrupted()
                     uploader.upload_chunk()
-                    finished = uploader.request
                     on_progress(uploader.offset, size)
                 config.remember_upload_url(upload.key, None)
-                return self._job_of(uploader, finished)
+                job = _job_from(uploader.request.response_headers, uploader.request.response_content)
+                return job if job and "status" in job else self.session.json("GET", f"/api/jobs/{job['id']}/")
             except TusCommunicationError as exc:
+                offset = uploader.offset
                 status = getattr(exc, "status_code", None)
+                if status is None:
+                    raise unreachable(self.session.server, exc) from None
                 if status == 401:
                     self.session.refresh(token)
                     continue
-                if status is None:
-                    raise unreachable(self.session.server, exc) from None
-                error = _TusRefusal(status, exc.response_content, None)
-                _refuse_options(error)
-                if not _busy_wait(error, stop):
-                    if status in (404, 410):
+                if status == 409:  # the server holds another offset (a chunk that arrived unanswered)
+                    offset, job = self._resume_offset(url)
+                    if job is not None or offset is None:
                         config.remember_upload_url(upload.key, None)
+                        if job is not None:
+                            return job
+                        expired = b'{"detail": "The upload expired on the server; run the command again."}'
+                        raise _TusRefusal(404, expired) from None
+                    continue
+                error = _TusRefusal(status, exc.response_content)
+                if not _busy_wait(error, stop):
+                    config.remember_upload_url(upload.key, None)  # the server removed it with its refusal
                     raise error from None
-        raise error
-
-    def _job_of(self, uploader, finished) -> dict:
-        """The job the finished upload created: named by the last PATCH's answer (a JSON job, or a header
-        naming it), else asked for at the upload's URL."""
-        candidates = []
-        if finished is not None:
-            candidates.append((finished.response_headers, finished.response_content))
-        response = self.session.request("GET", uploader.url, headers={"Accept": "application/json"})
-        candidates.append(({k.lower(): v for k, v in response.headers.items()}, response.content))
-        for headers, content in candidates:
-            job = _job_from(headers, content)
-            if job is not None:
-                return job if "status" in job else self.session.json("GET", f"/api/jobs/{job['id']}/")
-        raise ApiError(response)
+        raise CliError("The server kept refusing this upload's chunks; try again later.")
 
 
 def _job_from(headers: dict, content: bytes | None) -> dict | None:
@@ -282,10 +301,11 @@ def _job_from(headers: dict, content: bytes | None) -> dict | None:
 
 
 class _TusRefusal(ApiError):
-    def __init__(self, status: int, content: bytes | None, retry_after: float | None):
-        response = httpx.Response(status, content=content or b"", headers={"Content-Type": "application/json"})
-        super().__init__(response)
-        self.retry_after = retry_after
+    """A refusal tuspy raised, read as the server's answer (its sentence is in the body)."""
+
+    def __init__(self, status: int, content: bytes | str | None):
+        body = content.encode() if isinstance(content, str) else content or b""
+        super().__init__(httpx.Response(status, content=body, headers={"Content-Type": "application/json"}))
 
 
 def uploader_for(session: Session):

@@ -1,6 +1,6 @@
-"""The `videomp3` console script, run as a subprocess against one live stack per module: gunicorn (the web
+"""The `videomp3` console script, run as a subprocess against one live stack: gunicorn (the web
 role) and run_converter as real processes on the test database, a private MongoDB database and private
-RabbitMQ queues. Each test has its own user and its own config dir (XDG_CONFIG_HOME)."""
+RabbitMQ queues, started once for tests/cli/. Each test has its own user and its own config dir (XDG_CONFIG_HOME)."""
 
 import os
 import shutil
@@ -31,7 +31,7 @@ class Stack:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.log_dir.glob("*.log"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(django_db_setup, secantus_server, rabbitmq_url, tmp_path_factory):
     from core import broker, storage
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import stat
 import time
@@ -10,7 +11,9 @@ import jwt
 import pytest
 
 from tests.cli.conftest import video_folder
-from tests.support.processes import wait_until
+from tests.support import media
+from tests.support.http import request as http_request
+from tests.support.processes import gunicorn_worker_pid, wait_until
 from tests.support.services import free_port
 from uploads.models import Job
 
@@ -127,6 +130,54 @@ def test_ctrl_c_while_converting_stops_cleanly_and_a_rerun_follows_the_same_job(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "1 converted" in rerun.stdout and (folder / "talk.mp3").exists()
     assert Job.objects.count() == 1  # followed, not uploaded again
+
+
+def _upload_offset(cli) -> int:
+    """The server's offset of the upload the CLI keeps in its state (0 while it has none)."""
+    config_dir = cli.config_home / "videomp3"
+    try:
+        uploads = json.loads((config_dir / "state.json").read_text()).get("uploads", {})
+        access = json.loads(cli.credentials_path.read_text())["access"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    if not uploads:
+        return 0
+    (entry,) = uploads.values()
+    head = http_request("HEAD", entry["url"], headers={"Authorization": f"Bearer {access}", "Tus-Resumable": "1.0.0"})
+    return int(head.headers.get("Upload-Offset", 0))
+
+
+def test_ctrl_c_mid_upload_then_a_rerun_resumes_at_the_servers_offset(signed_in, stack, tmp_path):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    source = media.make_raw_video(tmp_path.parent / "raw-media", seconds=20.0)  # 55 MiB: seven 8 MiB chunks
+    shutil.copyfile(source, folder / "lecture.mkv")
+    worker = gunicorn_worker_pid(stack.base_url)
+
+    process = signed_in.start("convert", str(folder))
+    try:
+        sent = wait_until(lambda: _upload_offset(signed_in) >= 8 * 1024 * 1024, 60, interval=0.05)
+        assert sent, "no chunk arrived"
+        os.kill(worker, signal.SIGSTOP)  # the next PATCH hangs, as on a dead network
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stdout + stderr
+    assert "again to resume" in stderr and leftovers(folder) == [] and not (folder / "lecture.mp3").exists()
+    assert Job.objects.count() == 0
+    resume_at = wait_until(lambda: _upload_offset(signed_in), 10)
+    assert 0 < resume_at < source.stat().st_size
+
+    rerun = signed_in.run("convert", str(folder))
+
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "resumed at" in rerun.stdout, rerun.stdout
+    job = Job.objects.get()
+    assert job.status == "done" and job.size == source.stat().st_size
+    assert (folder / "lecture.mp3").read_bytes()[:3] == b"ID3"
 
 
 def test_exit_codes_say_what_went_wrong(stack, cli, tmp_path):

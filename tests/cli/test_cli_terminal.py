@@ -61,6 +61,14 @@ class Terminal:
             time.sleep(0.2)
         return screen
 
+    def wait_for_prompt(self, timeout: float = 60) -> None:
+        """Until the shell waits for a command: typing earlier would echo the line twice on the screen."""
+        deadline = time.monotonic() + timeout
+        while [line for line in self.screen().splitlines() if line.strip()][-1:] != ["$"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no prompt on the terminal:\n{self.screen()}")
+            time.sleep(0.1)
+
     def close(self) -> None:
         subprocess.run([*self._tmux(), "kill-server"], check=False)
 
@@ -101,13 +109,15 @@ def test_a_terminal_shows_bars_and_a_summary_table(stack, media_files, tmp_path)
     bin_dir = CLI.parent
     terminal = Terminal(tmp_path, {"PATH": f"{bin_dir}:/usr/bin:/bin", "XDG_CONFIG_HOME": tmp_path / "config"})
     try:
-        terminal.wait_for("$")
+        terminal.wait_for_prompt()
         terminal.type(f"videomp3 login --server {stack.base_url} --email {email}")
         terminal.wait_for("Password:")
         terminal.type(DEFAULT_PASSWORD)
         terminal.wait_for("Signed in to")
+        terminal.wait_for_prompt()
         terminal.type("videomp3 convert recordings --jobs 2")
-        screen = terminal.wait_for("1 failed")
+        terminal.wait_for("1 failed")
+        terminal.wait_for_prompt()
         terminal.type("echo exit=$?")
         screen = terminal.wait_for("exit=1")
         coloured = terminal.screen(colours=True)
@@ -115,6 +125,7 @@ def test_a_terminal_shows_bars_and_a_summary_table(stack, media_files, tmp_path)
         terminal.close()
     assert DEFAULT_PASSWORD not in screen  # asked without echo
     # The bars' last state, then the summary table with the server's sentence for the failure.
+    assert screen.count("videomp3 convert recordings") == 1
     assert "━" in screen and "100%" in screen
     assert "Summary" in screen and "┃ file" in screen.replace("┃ file ", "┃ file")
     for name in ("standup-monday.mp4", "interview.mkv", "voice-memo.wav"):

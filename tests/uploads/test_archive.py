@@ -16,7 +16,7 @@ from core import storage
 from tests.factories import DEFAULT_PASSWORD, job_create, user_create
 from tests.support.http import request as http_request
 from tests.support.pipeline import shared_service_env
-from tests.support.processes import web_server
+from tests.support.processes import gunicorn_worker_pid, web_server
 from uploads.models import Job
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -121,25 +121,6 @@ def test_the_same_id_twice_is_one_entry(alice):
     assert zipfile.ZipFile(io.BytesIO(body)).namelist() == ["once.mp3"]
 
 
-def _gunicorn_worker_pid(base_url: str) -> int:
-    """The pid of the gunicorn worker serving base_url: the child of the master listening there."""
-    bind = base_url.removeprefix("http://")
-    pids = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if b"gunicorn" in b" ".join(cmdline) and bind.encode() in cmdline:
-            parent = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
-            pids[int(entry.name)] = parent
-    (worker,) = [pid for pid, parent in pids.items() if parent in pids]
-    return worker
-
-
 def _rss_bytes(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
@@ -168,7 +149,7 @@ def test_the_web_roles_memory_stays_flat_while_a_large_archive_streams(mongodb, 
             headers={"Content-Type": "application/json"},
         )
         auth = {"Authorization": f"Bearer {login.json()['access']}"}
-        worker = _gunicorn_worker_pid(base_url)
+        worker = gunicorn_worker_pid(base_url)
         # A first, small archive loads what the code path imports and opens, so the baseline is a warm process.
         warm = http_request("GET", f"{base_url}/api/jobs/archive?ids={small.id},{jobs[0].id}", headers=auth)
         assert warm.status == 200
