@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from videomp3_cli import config
-from videomp3_cli.api import ApiError, CliError, Session, Unreachable, UsageError
+from videomp3_cli.api import ApiError, AuthError, CliError, Session, Unreachable, UsageError
 from videomp3_cli.output import Reporter, human_size
 from videomp3_cli.transfer import Interrupted, Upload, file_sha256, upload_key, uploader_for
 
@@ -86,11 +86,15 @@ def discover(paths: list[str], *, recursive: bool, out: str | None) -> list[Item
             items.append(Item(path, (out_dir or path.parent) / f"{path.stem}.mp3", given))
         else:
             raise UsageError(f"{given}: no such file or folder.")
-    unique = []
+    unique, targets = [], set()
     for item in items:
-        if item.source.resolve() not in seen:
-            seen.add(item.source.resolve())
-            unique.append(item)
+        if item.source.resolve() in seen:
+            continue
+        seen.add(item.source.resolve())
+        if item.target in targets:  # talk.mkv beside talk.mp4: the second gets talk.mp4.mp3
+            item.target = item.target.with_name(f"{item.source.name}.mp3")
+        targets.add(item.target)
+        unique.append(item)
     if not unique:
         raise UsageError(
             "No video or audio files to convert there"
@@ -175,8 +179,8 @@ class Converter:
         pool.shutdown()
         for future in futures:
             error = future.exception()
-            if isinstance(error, UsageError):
-                raise error  # the options are refused for every file alike
+            if isinstance(error, UsageError | AuthError):
+                raise error  # options refused, or the sign-in ended: the same for every file
 
     def one(self, item: Item) -> None:
         if self.stop.is_set():
@@ -190,7 +194,7 @@ class Converter:
             self._convert(item)
         except Interrupted:
             item.result, item.detail = "interrupted", ""
-        except UsageError:
+        except (UsageError, AuthError):  # the same for every file: the run stops
             self.stop.set()
             raise
         except Unreachable as exc:

@@ -5,6 +5,7 @@ import getpass
 import os
 import sys
 import threading
+from pathlib import Path
 
 from videomp3_cli import __version__, api, config
 from videomp3_cli.api import ApiError, AuthError, CliError, Session, UsageError
@@ -115,9 +116,10 @@ def cmd_login(args, reporter) -> int:
         raise UsageError("Give an email and a password.")
     credentials = api.obtain_tokens(server, email, password)
     config.save_credentials(credentials)
-    reporter.data({"server": server, "email": email, "signed_in": True}, table=None) if args.json else reporter.line(
-        f"Signed in to {server} as {email}."
-    )
+    if args.json:
+        reporter.data({"server": server, "email": email, "signed_in": True})
+    else:
+        reporter.line(f"Signed in to {server} as {email}.")
     return api.EXIT_OK
 
 
@@ -192,8 +194,6 @@ def cmd_jobs(args, reporter) -> int:
 
 
 def cmd_get(args, reporter) -> int:
-    from pathlib import Path
-
     session = Session.from_config()
     stop = threading.Event()
     try:
