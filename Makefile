@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ADDR ?= 127.0.0.1:8000
-# A stamp named after the requirements' checksum: editing them reinstalls, nothing else does.
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-deploy.txt | cksum | cut -d' ' -f1)
+# A stamp named after the requirements' checksum: editing them reinstalls, nothing else does. The command-line
+# client (cli/, its own package and dependencies, never in the image) is installed beside them, editable.
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-deploy.txt cli/pyproject.toml | cksum | cut -d' ' -f1)
 # The MySQL driver needs client headers to build; it is only installed when a MySQL URL is in use.
 ifneq (,$(findstring mysql,$(DATABASE_URL)))
 STAMP += $(VENV)/.installed-mysql-$(shell cksum < requirements-mysql.txt | cut -d' ' -f1)
@@ -19,6 +20,7 @@ $(VENV)/.installed-mysql-%: | $(VENV)/bin/python
 
 $(VENV)/.installed-%: | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e cli
 	rm -f $(filter-out $(VENV)/.installed-mysql-%,$(wildcard $(VENV)/.installed-*))
 	touch $@
 

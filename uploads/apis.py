@@ -6,7 +6,7 @@ import re
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, AuthenticationFailed
@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 
 from core import storage
 from core.api_errors import Refusal, error, error_responses
+from uploads import archives, selectors
 from uploads import options as job_options
-from uploads import selectors
 from uploads.downloads import mp3_response
 from uploads.models import Job
 from uploads.serializers import (
@@ -638,3 +638,130 @@ class OriginalDownloadApi(APIView):
                 404, "No MP3 with this fid; check the id (files of other users are not visible).", code="not_found"
             )
         return _download(request, job)
+
+
+ARCHIVE_IDS = OpenApiParameter(
+    "ids",
+    str,
+    required=True,
+    description=(
+        f"Comma-separated ids of your done jobs, at most {archives.MAX_ARCHIVE_JOBS} (`ids` may also repeat). "
+        "About 100 fit in a URL; POST the same `ids` for more."
+    ),
+)
+ArchiveIdsSerializer = inline_serializer(
+    "ArchiveIds",
+    {
+        "ids": serializers.ListField(
+            child=serializers.UUIDField(), max_length=archives.MAX_ARCHIVE_JOBS, help_text="Ids of your done jobs."
+        )
+    },
+)
+ArchiveRefusalSerializer = inline_serializer(
+    "ArchiveRefusal",
+    {
+        "detail": serializers.CharField(),
+        "code": serializers.CharField(),
+        "unknown": serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="Ids that name none of your jobs."
+        ),
+        "not_done": serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="Your jobs that have no MP3 (yet, or any more)."
+        ),
+        "malformed": serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="Values that cannot be job ids."
+        ),
+    },
+)
+ARCHIVE_RESPONSES = {
+    (200, "application/zip"): OpenApiTypes.BINARY,
+    400: OpenApiResponse(
+        ArchiveRefusalSerializer,
+        description="No ids, too many, malformed ones, or ids that are not your done jobs: nothing is sent.",
+    ),
+    **error_responses(401, 503),
+}
+# Each value is cut to this in a refusal's lists, so a request of junk is not echoed back at length.
+_SHOWN_ID_CHARS = 40
+
+
+def _requested_ids(request) -> list[str]:
+    """The ids asked for, in order, without repeats: `ids` in the query (GET) or the body (POST: a JSON list
+    or comma-separated string, or form fields), each value comma-separated."""
+    if request.method == "GET":
+        values = request.query_params.getlist("ids")
+    elif hasattr(request.data, "getlist"):  # a form
+        values = request.data.getlist("ids")
+    else:
+        given = request.data.get("ids", []) if isinstance(request.data, dict) else []
+        values = given if isinstance(given, list) else [given]
+    ids = [part.strip() for value in values for part in str(value).split(",")]
+    return list(dict.fromkeys(part for part in ids if part))
+
+
+def _archive_refusal(sentence: str, code: str, **lists) -> Response:
+    return error(400, sentence, code=code, **{name: ids for name, ids in lists.items() if ids})
+
+
+class JobArchiveApi(APIView):
+    """A ZIP of several done jobs' MP3s, streamed with constant memory (uploads.archives)."""
+
+    @extend_schema(
+        summary="Download the MP3s of several done jobs as one ZIP",
+        parameters=[ARCHIVE_IDS],
+        responses=ARCHIVE_RESPONSES,
+    )
+    def get(self, request):
+        return self._archive(request)
+
+    @extend_schema(
+        summary="The same as GET, with the ids in the body (for selections too long for a URL)",
+        request={"application/json": ArchiveIdsSerializer, "application/x-www-form-urlencoded": ArchiveIdsSerializer},
+        responses=ARCHIVE_RESPONSES,
+    )
+    def post(self, request):
+        return self._archive(request)
+
+    def _archive(self, request):
+        wanted = _requested_ids(request)
+        if not wanted:
+            return _archive_refusal(
+                "Name the jobs whose MP3s you want: ?ids=<job id>,<job id>… (ids of your done jobs).", "missing_ids"
+            )
+        if len(wanted) > archives.MAX_ARCHIVE_JOBS:
+            return _archive_refusal(
+                f"An archive holds at most {archives.MAX_ARCHIVE_JOBS} MP3s and this request names {len(wanted)}; "
+                "ask for them in several archives.",
+                "too_many_ids",
+            )
+        parsed = {value: selectors.job_id_parse(value) for value in wanted}
+        malformed = [value[:_SHOWN_ID_CHARS] for value, job_id in parsed.items() if job_id is None]
+        if malformed:
+            return _archive_refusal(
+                f"These are not job ids, so nothing was sent: {', '.join(malformed)}. "
+                "Job ids are UUIDs as returned by POST /api/jobs/.",
+                "malformed_id",
+                malformed=malformed,
+            )
+        found = {job.id: job for job in selectors.job_list_for_user_by_ids(user=request.user, job_ids=parsed.values())}
+        # Another user's job is named as unknown, exactly like an id no job has.
+        unknown = [value for value, job_id in parsed.items() if job_id not in found]
+        jobs = [found[job_id] for job_id in parsed.values() if job_id in found]
+        try:
+            lengths = storage.file_lengths(storage.MP3S, [job.mp3_file_id for job in jobs if job.mp3_file_id])
+        except storage.StorageError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        not_done = [str(job.id) for job in jobs if job.status != Job.Status.DONE or job.mp3_file_id not in lengths]
+        if unknown or not_done:
+            said = []
+            if unknown:
+                said.append(f"no job of yours has the id{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+            if not_done:
+                said.append(f"{', '.join(not_done)} {'have' if len(not_done) > 1 else 'has'} no MP3 to send (not done)")
+            return _archive_refusal(
+                f"Nothing was sent: {'; '.join(said)}. Ask only for your done jobs (GET /api/jobs/?status=done).",
+                "not_archivable",
+                unknown=unknown,
+                not_done=not_done,
+            )
+        return archives.archive_response(jobs, lengths)

@@ -36,6 +36,11 @@ def job_get_for_user(*, user, job_id) -> Job | None:
     return Job.objects.filter(owner=user, id=parsed).first()
 
 
+def job_list_for_user_by_ids(*, user, job_ids) -> list[Job]:
+    """The user's jobs among job_ids (parsed UUIDs); another user's are left out, as unknown ones are."""
+    return list(Job.objects.filter(owner=user, id__in=list(job_ids)))
+
+
 def job_get_by_mp3_file_id_for_user(*, user, file_id: str) -> Job | None:
     if not file_id or len(file_id) > 64:
         return None

@@ -4,6 +4,7 @@ from uploads import apis, sharing_apis
 
 urlpatterns = [
     path("", apis.JobListCreateApi.as_view(), name="job-list"),
+    path("archive", apis.JobArchiveApi.as_view(), name="job-archive"),
     path("check/", apis.UploadCheckApi.as_view(), name="job-upload-check"),  # before <job_id>/, which would take it
     path("<str:job_id>/", apis.JobDetailApi.as_view(), name="job-detail"),
     path("<str:job_id>/retry/", apis.JobRetryApi.as_view(), name="job-retry"),

@@ -2,10 +2,12 @@
 
 Each test is one thing a person does: sign up, upload two videos and watch them convert, play and
 download, see a rejected file's sentence, retry, cancel, delete, change and reset the password, upload
-with the keyboard alone, drop files, sign out. The run leaves its screenshots under docs/screenshots/.
+with the keyboard alone, drop files, sign out, download the done MP3s as one ZIP. The run leaves its screenshots
+under docs/screenshots/.
 """
 
 import re
+import zipfile
 
 import pytest
 from playwright.sync_api import expect
@@ -488,3 +490,27 @@ def test_a_slow_upload_shows_its_progress_and_can_be_cancelled(page, live_system
     page.wait_for_timeout(1000)  # anything that was still on its way has arrived by now
     assert Job.objects.count() == 0
     expect(page.get_by_role("heading", name="No conversions yet")).to_be_visible()
+
+
+def test_the_done_mp3s_download_as_one_zip(page, live_system):
+    user_create(email="olga@example.com")
+    talk = named_media(live_system.media_dir, "mp4_h264_aac_moov_end", "all-hands.mp4", seconds=2.0)
+    memo = named_media(live_system.media_dir, "wav_pcm", "voice-memo.wav", seconds=2.0)
+    sign_in(page, live_system, "olga@example.com")
+    archive = page.locator("[data-archive-link]")
+    choose_files(page, [talk])
+    wait_done(page, talk.name)
+    expect(archive).to_be_hidden()  # one MP3 has its own Download button
+    choose_files(page, [memo])
+    wait_done(page, memo.name)
+
+    expect(archive).to_have_text("Download 2 MP3s (ZIP)")
+    with page.expect_download() as download_info:
+        archive.click()
+    download = download_info.value
+    assert download.suggested_filename == "videomp3-mp3s.zip"
+    with zipfile.ZipFile(download.path()) as zipped:
+        assert sorted(zipped.namelist()) == ["all-hands.mp3", "voice-memo.mp3"]
+        for job in Job.objects.filter(owner__email="olga@example.com"):
+            stored = b"".join(storage.iter_range(storage.MP3S, job.mp3_file_id))
+            assert zipped.read(job.mp3_filename) == stored

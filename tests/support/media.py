@@ -411,3 +411,11 @@ def make_large_video(directory: Path, *, seconds: float = 4.0) -> Path:
     video = ["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds}"]
     args = video + _audio(seconds) + ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-c:a", "aac"]
     return _cached(directory, f"large-h264-{seconds:g}s.mkv", [*args, "-f", "matroska"])
+
+
+def make_raw_video(directory: Path, *, seconds: float = 20.0) -> Path:
+    """Uncompressed video (320x240 at 25 fps: 2.75 MiB a second) with a tone, made in a moment: a file of tens
+    of MB whose audio, all the server keeps, is small."""
+    video = ["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={seconds}"]
+    args = video + _audio(seconds) + ["-c:v", "rawvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le"]
+    return _cached(directory, f"raw-{seconds:g}s.mkv", [*args, "-f", "matroska"])

@@ -74,6 +74,27 @@ def web_server(log_path: Path, *, threads: int = 4, production_config: bool = Fa
         stop_process(process)
 
 
+def gunicorn_worker_pid(base_url: str) -> int:
+    """The pid of the one gunicorn worker serving base_url (web_server starts one): the child of the
+    gunicorn process that binds its address."""
+    bind = base_url.removeprefix("http://").encode()
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if any(b"gunicorn" in part for part in cmdline) and bind in cmdline:
+            parents[int(entry.name)] = int(
+                next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1]
+            )
+    (worker,) = [pid for pid, parent in parents.items() if parent in parents]
+    return worker
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 20) -> int:
     if process.poll() is None:
         process.terminate()

@@ -709,6 +709,7 @@
     const list = root.querySelector("[data-jobs]");
     const empty = root.querySelector("[data-empty]");
     const loadMore = root.querySelector("[data-load-more]");
+    const archiveLink = root.querySelector("[data-archive-link]");
     const jobs = new Map(); // id -> {job, node}
     let olderUrl = null;
     let browsedOlder = false; // once older pages are shown, "Show older" follows them, not the first page
@@ -782,6 +783,19 @@
 
     function updateEmpty() {
       empty.hidden = jobs.size > 0 || (uploader && uploader.pending() > 0);
+      updateArchive();
+    }
+
+    // One ZIP of the listed done MP3s, newest first: as many as a URL holds (the server takes up to 500 by POST).
+    const ARCHIVE_URL_IDS = 100;
+    function updateArchive() {
+      if (!archiveLink) return;
+      const done = [...jobs.values()].map(({ job }) => job).filter((job) => job.status === "done");
+      const ids = done.sort(newestFirst).slice(0, ARCHIVE_URL_IDS).map((job) => job.id);
+      archiveLink.hidden = ids.length < 2;
+      if (ids.length < 2) return;
+      archiveLink.href = `${config.jobsUrl}archive?ids=${ids.join(",")}`;
+      archiveLink.textContent = `Download ${ids.length} MP3s (ZIP)`;
     }
 
     function anyActive() {

@@ -1,0 +1,3 @@
+from videomp3_cli.main import run
+
+run()
